@@ -1,0 +1,116 @@
+"""Typed, frozen settings: a profile file (`conf/<profile>.yaml`) plus environment overrides.
+
+Only the entry points (the CLI, the jobs, the test fixtures) call `load_settings`, handing it the
+environment explicitly; everything below them receives plain values. Environment overrides use
+`PIPELINES_<SECTION>__<NAME>` (double underscore between levels), and the most common one has a
+short form: `PIPELINES_BOOTSTRAP_SERVERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipelines.errors import PipelinesError
+from pipelines.paths import CONF_DIR, PROJECT_ROOT
+
+ENV_PREFIX = "PIPELINES_"
+LOCAL_BROKER = "local"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Frozen):
+    bootstrap_servers: str = LOCAL_BROKER
+    """`host:port[,host:port]`, or "local" for the broker `pipelines broker start` runs."""
+    producer: dict[str, str | int | bool] = Field(default_factory=dict)
+    """librdkafka producer properties added to the project's defaults."""
+
+
+class BrokerSettings(_Frozen):
+    dir: Path = Path(".pipelines/broker")
+    heap: str = "512m"
+    start_timeout_s: float = 90.0
+
+
+class SparkSettings(_Frozen):
+    master: str = "local[*]"
+    shuffle_partitions: int = 4
+    ui_enabled: bool = False
+    log4j_config: Path | None = Path("conf/log4j2.properties")
+    max_offsets_per_trigger: int | None = 100_000
+
+
+class PathSettings(_Frozen):
+    jars_dir: Path = Path(".jars")
+    data_dir: Path = Path(".pipelines/data")
+    checkpoint_dir: Path = Path(".pipelines/checkpoints")
+
+
+class TopicSettings(_Frozen):
+    name: str
+    partitions: int = 3
+    replication_factor: int = 1
+
+
+class Settings(_Frozen):
+    profile: str = "local"
+    kafka: KafkaSettings = KafkaSettings()
+    broker: BrokerSettings = BrokerSettings()
+    spark: SparkSettings = SparkSettings()
+    paths: PathSettings = PathSettings()
+    topics: dict[str, TopicSettings] = Field(
+        default_factory=lambda: {"sales": TopicSettings(name="sales")}
+    )
+
+    def resolve_path(self, path: Path) -> Path:
+        """Relative paths in a profile are relative to the project root, not the working dir."""
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def load_settings(
+    profile: str | Path = "local",
+    environ: Mapping[str, str] | None = None,
+    conf_dir: Path = CONF_DIR,
+) -> Settings:
+    """Load `conf/<profile>.yaml` (or a path to a YAML file) and apply overrides from `environ`.
+
+    Raises PipelinesError naming the file and the offending field when the profile is invalid.
+    """
+    path = Path(profile) if str(profile).endswith((".yaml", ".yml")) else conf_dir / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in conf_dir.glob("*.yaml"))
+        raise PipelinesError(f"profile {profile!r} not found at {path}; known profiles: {', '.join(known)}")
+    data: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+    data.setdefault("profile", path.stem)
+    for keys, value in _env_overrides(environ or {}):
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise PipelinesError(f"invalid settings in {path} (or PIPELINES_* variables): {problems}") from None
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], str]]:
+    overrides = []
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        if name == "PIPELINES_BOOTSTRAP_SERVERS":
+            overrides.append((["kafka", "bootstrap_servers"], value))
+        elif "__" in name:
+            keys = name.removeprefix(ENV_PREFIX).lower().split("__")
+            overrides.append((keys, value))
+    return overrides

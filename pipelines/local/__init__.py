@@ -1,0 +1,1 @@
+"""Local infrastructure: JVM artifact resolution and the Kafka broker launcher."""

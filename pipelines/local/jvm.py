@@ -1,0 +1,174 @@
+"""Resolve the project's JVM artifacts with Maven, once, into a git-ignored folder.
+
+Two sets, each on a classpath of its own:
+
+* `spark`: the Kafka source/sink and Delta Lake for Spark, with their runtime dependencies, minus
+  every artifact that pyspark already ships (Spark, Scala, Hadoop, Jackson, log4j, ...), so the
+  pyspark copies are the only ones on the classpath. These go on `spark.jars` / `--jars`.
+* `kafka`: the Apache Kafka broker with its dependencies and logging, used only to run the local
+  broker and never mixed with Spark's classpath (it brings its own Scala and kafka-clients).
+
+Nothing is downloaded when a Spark session starts: Ivy (`spark.jars.packages`) is never used.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines import versions
+from pipelines.errors import SetupError
+from pipelines.paths import JVM_MANIFEST_DIR
+
+MANIFESTS: dict[str, str] = {
+    "spark": "spark-connectors.pom.xml",
+    "kafka": "kafka-broker.pom.xml",
+}
+STAMP = "resolved.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    group: str
+    artifact: str
+    version: str
+    path: Path
+
+    @property
+    def coordinates(self) -> str:
+        return f"{self.group}:{self.artifact}:{self.version}"
+
+
+def pyspark_jar_names() -> set[str]:
+    """Artifact ids of the jars shipped inside the installed pyspark (`pyspark/jars`)."""
+    import pyspark
+
+    jars_dir = Path(pyspark.__file__).parent / "jars"
+    return {_artifact_id_of(p.name) for p in jars_dir.glob("*.jar")}
+
+
+def _artifact_id_of(file_name: str) -> str:
+    """`kafka-clients-3.9.2.jar` -> `kafka-clients`: the name up to the first `-<digit>`."""
+    stem = file_name.removesuffix(".jar")
+    parts = stem.split("-")
+    for i, part in enumerate(parts):
+        if i > 0 and part[:1].isdigit():
+            return "-".join(parts[:i])
+    return stem
+
+
+def _manifest_fingerprint(name: str) -> dict[str, str]:
+    manifest = JVM_MANIFEST_DIR / MANIFESTS[name]
+    return {"manifest": manifest.read_text(), **versions.MAVEN_PROPERTIES}
+
+
+def is_resolved(jars_dir: Path, name: str) -> bool:
+    """True when `jars_dir/name` holds the jars of the current manifest and versions."""
+    stamp = jars_dir / name / STAMP
+    if not stamp.is_file():
+        return False
+    recorded = json.loads(stamp.read_text())
+    if recorded.get("fingerprint") != _manifest_fingerprint(name):
+        return False
+    return all((jars_dir / name / f).is_file() for f in recorded.get("files", []))
+
+
+def resolve(
+    jars_dir: Path,
+    name: str,
+    *,
+    force: bool = False,
+    mvn: str = "mvn",
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    """Resolve manifest `name` ("spark" or "kafka") with Maven into `jars_dir/name`.
+
+    Idempotent and quick: when the folder already matches the manifest and versions it returns
+    at once. Raises SetupError with Maven's own error when an artifact cannot be resolved.
+    """
+    target = jars_dir / name
+    if not force and is_resolved(jars_dir, name):
+        return jar_paths(jars_dir, name)
+    mvn_path = shutil.which(mvn)
+    if mvn_path is None:
+        raise SetupError(
+            "Maven (`mvn`) is not on PATH; it resolves the Kafka and Delta jars once. "
+            "Install it (Debian: apt-get install maven) and run `make setup` again."
+        )
+    log(f"resolving {name} jars with Maven from conf/jvm/{MANIFESTS[name]} ...")
+    with tempfile.TemporaryDirectory(prefix=f"pipelines-mvn-{name}-") as tmp:
+        listing = Path(tmp) / "deps.txt"
+        copied = Path(tmp) / "jars"
+        props = [f"-D{k}={v}" for k, v in versions.MAVEN_PROPERTIES.items()]
+        cmd = [
+            mvn_path, "-B", "-q", "-f", str(JVM_MANIFEST_DIR / MANIFESTS[name]), *props,
+            "dependency:copy-dependencies", "dependency:list",
+            "-DincludeScope=runtime", f"-DoutputDirectory={copied}",
+            f"-DoutputFile={listing}", "-DoutputAbsoluteArtifactFilename=true", "-DappendOutput=false",
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            errors = [ln for ln in proc.stdout.splitlines() if "ERROR" in ln][:6]
+            raise SetupError(
+                f"Maven could not resolve the {name} jars (exit {proc.returncode}):\n"
+                + "\n".join(errors or proc.stdout.splitlines()[-6:] or proc.stderr.splitlines()[-6:])
+                + "\nCheck that Maven Central is reachable and the versions in pipelines/versions.py exist."
+            )
+        artifacts = _parse_listing(listing.read_text())
+        skip = pyspark_jar_names() if name == "spark" else set()
+        kept = [a for a in artifacts if a.artifact not in skip]
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for a in kept:
+            shutil.copy2(a.path, target / a.path.name)
+        stamp = {
+            "fingerprint": _manifest_fingerprint(name),
+            "files": [a.path.name for a in kept],
+            "artifacts": [a.coordinates for a in kept],
+            "left_out_shipped_by_pyspark": sorted(a.coordinates for a in artifacts if a.artifact in skip),
+        }
+        (target / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+    log(f"{name}: {len(kept)} jars in {target}")
+    return jar_paths(jars_dir, name)
+
+
+def _parse_listing(text: str) -> list[Artifact]:
+    """Parse `mvn dependency:list` output lines `group:artifact:jar:version:scope:/abs/path`."""
+    artifacts = []
+    for raw in text.splitlines():
+        line = raw.strip().split(" -- ")[0]
+        parts = line.split(":")
+        if len(parts) < 6 or parts[2] != "jar":
+            continue
+        group, artifact, _type, version, _scope = parts[:5]
+        path = Path(":".join(parts[5:]))
+        artifacts.append(Artifact(group, artifact, version, path))
+    return artifacts
+
+
+def jar_paths(jars_dir: Path, name: str) -> list[Path]:
+    """The resolved jars of set `name` as absolute paths, sorted; SetupError when missing."""
+    target = jars_dir.resolve() / name
+    if not is_resolved(jars_dir, name):
+        raise SetupError(
+            f"The {name} jars are not resolved (or are out of date) in {target}. "
+            "Run `make setup` (or `pipelines jars --resolve`)."
+        )
+    stamp = json.loads((target / STAMP).read_text())
+    return sorted(target / f for f in stamp["files"])
+
+
+def spark_jars(jars_dir: Path) -> list[Path]:
+    """Jars for `spark.jars` / `spark-submit --jars`: Kafka source and sink, Delta Lake."""
+    return jar_paths(jars_dir, "spark")
+
+
+def broker_classpath(jars_dir: Path) -> str:
+    """The broker's own classpath (`java -cp`), separate from Spark's."""
+    return ":".join(str(p) for p in jar_paths(jars_dir, "kafka"))

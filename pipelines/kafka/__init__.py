@@ -1,0 +1,1 @@
+"""The confluent-kafka side: producers, topic admin, consumers."""

@@ -1,0 +1,131 @@
+"""The SparkSession factory: local jars, Delta Lake, UTC, quiet logs, sane local tuning.
+
+Jobs call `build_session` once. Started with `python jobs/x.py`, the session gets the project's
+resolved jars on `spark.jars` (nothing is downloaded: Ivy and `spark.jars.packages` are never used).
+Started with `spark-submit --jars "$(pipelines jars)"` (or `--packages`), spark-submit has already
+put the connectors on the classpath and the factory leaves `spark.jars` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from pipelines.config import Settings
+from pipelines.local.jvm import spark_jars
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+
+def launched_by_spark_submit(environ: Mapping[str, str]) -> bool:
+    """True inside a Python driver that spark-submit started (it hands the driver its JVM)."""
+    return "PYSPARK_GATEWAY_PORT" in environ
+
+
+def session_conf(
+    *,
+    master: str | None,
+    jars: Sequence[Path] | None,
+    shuffle_partitions: int = 4,
+    ui_enabled: bool = False,
+    log4j_config: Path | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The configuration `build_session` applies, as plain key/values (tested on its own)."""
+    conf: dict[str, str] = {
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        # Event time is UTC everywhere; the JVM default zone would shift window boundaries.
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        "spark.ui.enabled": str(ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        # Streaming state in RocksDB keeps the JVM heap small and checkpoints compact.
+        "spark.sql.streaming.stateStore.providerClass": (
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+        ),
+        "spark.databricks.delta.optimizeWrite.enabled": "true",
+    }
+    if master:
+        conf["spark.master"] = master
+        if master.startswith("local"):
+            # A local driver listens on loopback only, never on the machine's public interface.
+            conf["spark.driver.host"] = "127.0.0.1"
+            conf["spark.driver.bindAddress"] = "127.0.0.1"
+    if jars is not None:
+        conf["spark.jars"] = ",".join(str(p) for p in jars)
+    if log4j_config is not None:
+        opt = f"-Dlog4j2.configurationFile=file:{log4j_config.resolve()}"
+        conf["spark.driver.extraJavaOptions"] = opt
+        conf["spark.executor.extraJavaOptions"] = opt
+    conf.update(extra or {})
+    return conf
+
+
+def build_session(
+    app_name: str,
+    *,
+    master: str | None = "local[*]",
+    jars: Sequence[Path] | None = None,
+    shuffle_partitions: int = 4,
+    ui_enabled: bool = False,
+    log4j_config: Path | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> SparkSession:
+    """Create (or return the running) SparkSession with Kafka and Delta available.
+
+    `jars` are the local connector jars (`pipelines.local.jvm.spark_jars`); pass None when
+    spark-submit already provides them, and `master=None` to keep spark-submit's `--master`.
+    """
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in session_conf(
+        master=master,
+        jars=jars,
+        shuffle_partitions=shuffle_partitions,
+        ui_enabled=ui_enabled,
+        log4j_config=log4j_config,
+        extra=extra,
+    ).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def session_for_job(app_name: str, settings: Settings, environ: Mapping[str, str]) -> SparkSession:
+    """The session of a job entry point: local jars, master and log config from the settings when
+    started with `python`, or what spark-submit provided when started by spark-submit."""
+    if launched_by_spark_submit(environ):
+        return build_session(
+            app_name,
+            master=None,
+            jars=None,
+            shuffle_partitions=settings.spark.shuffle_partitions,
+            ui_enabled=settings.spark.ui_enabled,
+        )
+    log4j = settings.spark.log4j_config
+    return build_session(
+        app_name,
+        master=settings.spark.master,
+        jars=spark_jars(settings.resolve_path(settings.paths.jars_dir)),
+        shuffle_partitions=settings.spark.shuffle_partitions,
+        ui_enabled=settings.spark.ui_enabled,
+        log4j_config=settings.resolve_path(log4j) if log4j else None,
+    )
+
+
+def explain_analysis_error(exc: Exception) -> str:
+    """Turn Spark's 'Failed to find data source' into what to do about it."""
+    text = str(exc)
+    for source in ("kafka", "delta"):
+        not_found = "DATA_SOURCE_NOT_FOUND" in text or "Failed to find the data source" in text
+        if not_found and source in text:
+            return (
+                f"Spark has no {source} connector on its classpath. Run `make setup`, then start the "
+                'job with spark-submit --jars "$(pipelines jars)" (or --packages "$(pipelines jars '
+                '--packages)" on a machine that reaches Maven Central).'
+            )
+    return text.splitlines()[0] if text else repr(exc)

@@ -1,0 +1,104 @@
+"""The local broker launcher: ready means answering, a second start reports the running broker,
+and a broker that cannot start says why."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.errors import BrokerError
+from pipelines.local.broker import BrokerState, LocalBroker, _pid_alive, metadata_answers, server_properties
+
+pytestmark = pytest.mark.kafka
+
+
+def test_single_node_settings_for_internal_topics() -> None:
+    props = server_properties(BrokerState("127.0.0.1:1", 1, 2, "x"), Path("/d"))
+    for line in (
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "listeners=PLAINTEXT://127.0.0.1:1,CONTROLLER://127.0.0.1:2",
+        "controller.quorum.voters=1@127.0.0.1:2",
+    ):
+        assert line in props.splitlines()
+
+
+def test_session_broker_answers_on_loopback(kafka_broker: LocalBroker, bootstrap: str) -> None:
+    assert bootstrap.startswith("127.0.0.1:")
+    assert metadata_answers(bootstrap)
+    state = kafka_broker.running()
+    assert state is not None and state.bootstrap_servers == bootstrap
+
+
+def test_second_start_reports_the_running_broker(kafka_broker: LocalBroker, jars_dir: Path) -> None:
+    again = LocalBroker(kafka_broker.directory, jars_dir)
+    state, started = again.start()
+    assert started is False
+    assert state.bootstrap_servers == kafka_broker.bootstrap_servers
+    assert state.pid == kafka_broker.running().pid  # type: ignore[union-attr]
+
+
+def test_taken_port_is_reported_before_launching(tmp_path: Path, jars_dir: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        (tmp_path / "broker.json").write_text(
+            json.dumps({"bootstrap_servers": f"127.0.0.1:{port}", "port": port,
+                        "controller_port": port + 1 if port < 65535 else port - 1,
+                        "cluster_id": "MkU3OEVBNTcwNTJENDM2Qg", "pid": None})  # fmt: skip
+        )
+        with pytest.raises(BrokerError, match=rf"port {port} on 127.0.0.1 is taken"):
+            LocalBroker(tmp_path, jars_dir).start()
+
+
+def test_corrupt_folder_fails_with_the_broker_log_tail(tmp_path: Path, jars_dir: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    # meta.properties of another cluster and node: Kafka refuses to use this log directory.
+    (data / "meta.properties").write_text("version=1\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\nnode.id=7\n")
+    with pytest.raises(BrokerError) as info:
+        LocalBroker(tmp_path, jars_dir, start_timeout_s=60).start()
+    message = str(info.value)
+    assert "exited with code" in message
+    assert "last lines of" in message
+    assert LocalBroker(tmp_path, jars_dir).running() is None
+
+
+def test_missing_java_says_how_to_install_it(tmp_path: Path, jars_dir: Path) -> None:
+    with pytest.raises(BrokerError, match="Java was not found.*openjdk-17"):
+        LocalBroker(tmp_path, jars_dir, java="/nonexistent/bin/java").start()
+
+
+@pytest.mark.slow
+def test_cli_start_start_stop(tmp_path: Path) -> None:
+    """`pipelines broker start|stop --dir`, as a user runs it: background broker, pid file."""
+    cli = [sys.executable, "-m", "pipelines.cli"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first = subprocess.run([*cli, "broker", "start", "--dir", str(tmp_path)], capture_output=True,
+                           text=True, timeout=180, env=env)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    bootstrap = first.stdout.strip()
+    assert bootstrap.startswith("127.0.0.1:")
+    pid = int((tmp_path / "broker.pid").read_text())
+    try:
+        second = subprocess.run([*cli, "broker", "start", "--dir", str(tmp_path)], capture_output=True,
+                                text=True, timeout=60, env=env)  # fmt: skip
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.strip() == bootstrap
+        assert "already runs" in second.stderr
+        assert metadata_answers(bootstrap)
+    finally:
+        stop = subprocess.run([*cli, "broker", "stop", "--dir", str(tmp_path)], capture_output=True,
+                              text=True, timeout=120, env=env)  # fmt: skip
+    assert stop.returncode == 0, stop.stderr
+    # Not running any more (possibly a zombie until its parent reaps it, which is not ours).
+    assert not _pid_alive(pid)

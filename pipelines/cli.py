@@ -249,6 +249,18 @@ def generate_sales_cmd(
         raise PipelinesError(f"{len(report.failed)} events were not acknowledged: {report.failed[0][1]}")
 
 
+# -- demo ----------------------------------------------------------------------------------------
+@app.command("demo")
+def demo(
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="sales events to produce")] = 5000,
+    profile: ProfileOpt = "local",
+) -> None:
+    """Run the whole stack once (what `make run` does): broker, topic, events, Spark job, Delta."""
+    from pipelines.demo import run_demo
+
+    raise typer.Exit(run_demo(_settings(profile), os.environ, count))
+
+
 @app.callback()
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show client and broker warnings")] = False,

@@ -1,0 +1,57 @@
+# pipelines: real-time data pipelines on Apache Kafka and Spark Structured Streaming with Delta Lake.
+# `make run` and `make test` are all a new user types; both run `make setup` first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup jars run test test-fast lint format broker-start broker-stop clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(INSTALLED) jars ## Create .venv, install the package with dev tools, resolve the JVM jars (idempotent)
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
+	@command -v java >/dev/null || { echo "Java 17+ is needed for Spark and the Kafka broker (Debian: apt-get install openjdk-17-jdk-headless)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is needed to resolve the Kafka and Delta jars once (Debian: apt-get install maven)"; exit 1; }
+	@echo "==> creating $(VENV) and installing pipelines[dev] (pyspark builds from a 450 MB archive the first time)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+jars: $(INSTALLED) ## Resolve the Kafka and Delta jars with Maven into .jars/ (quick when up to date)
+	@$(BIN)/pipelines jars --resolve
+
+run: setup ## Run the whole stack once: local Kafka broker, seeded events, Spark job into Delta, a table of what it wrote
+	@$(BIN)/pipelines demo
+
+test: setup ## Run the whole test suite on a real broker and a real SparkSession
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: setup ## Run the tests that need neither the broker nor Spark (seconds)
+	$(BIN)/pytest -m "not kafka and not spark" $(PYTEST_ARGS)
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check pipelines jobs tests
+	$(BIN)/ruff format --check pipelines jobs tests
+	$(BIN)/mypy
+
+format: setup ## Format the code with ruff
+	$(BIN)/ruff format pipelines jobs tests
+	$(BIN)/ruff check --fix pipelines jobs tests
+
+broker-start: setup ## Start the local Kafka broker in the background (prints its bootstrap servers)
+	@$(BIN)/pipelines broker start
+
+broker-stop: ## Stop the local Kafka broker
+	@$(BIN)/pipelines broker stop
+
+clean: ## Stop the broker and remove local state (.pipelines/); keeps .venv and .jars
+	-@[ -x $(BIN)/pipelines ] && $(BIN)/pipelines broker stop
+	rm -rf .pipelines spark-warehouse

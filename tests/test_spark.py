@@ -1,0 +1,89 @@
+"""The session factory: Kafka source and Delta on the classpath, UTC, loopback, no downloads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import SparkSession
+from pyspark.sql.types import DecimalType, StringType, StructField, StructType, TimestampType
+
+from pipelines.kafka.producer import make_producer, produce_all
+from pipelines.spark import explain_analysis_error, launched_by_spark_submit, session_conf
+
+
+def test_session_conf_for_a_local_run() -> None:
+    conf = session_conf(master="local[2]", jars=[Path("/j/a.jar"), Path("/j/b.jar")], shuffle_partitions=2)
+    assert conf["spark.jars"] == "/j/a.jar,/j/b.jar"
+    assert conf["spark.sql.session.timeZone"] == "UTC"
+    assert conf["spark.sql.shuffle.partitions"] == "2"
+    assert conf["spark.driver.bindAddress"] == "127.0.0.1"
+    assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert "spark.jars.packages" not in conf
+
+
+def test_session_conf_under_spark_submit_leaves_jars_and_master_alone() -> None:
+    conf = session_conf(master=None, jars=None)
+    assert "spark.jars" not in conf and "spark.master" not in conf
+
+
+def test_spark_submit_is_detected_from_the_gateway_it_hands_over() -> None:
+    assert launched_by_spark_submit({"PYSPARK_GATEWAY_PORT": "4242"})
+    assert not launched_by_spark_submit({})
+
+
+def test_missing_connector_error_says_what_to_do() -> None:
+    msg = explain_analysis_error(Exception("[DATA_SOURCE_NOT_FOUND] Failed to find the data source: kafka."))
+    assert 'spark-submit --jars "$(pipelines jars)"' in msg
+
+
+@pytest.mark.spark
+def test_running_session_is_utc_with_delta(spark: SparkSession) -> None:
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    assert spark.conf.get("spark.sql.extensions") == "io.delta.sql.DeltaSparkSessionExtension"
+    assert spark.conf.get("spark.jars.packages", None) in (None, "")
+
+
+@pytest.mark.spark
+def test_delta_round_trip(spark: SparkSession, tmp_path: Path) -> None:
+    schema = StructType(
+        [
+            StructField("category", StringType()),
+            StructField("revenue", DecimalType(18, 2)),
+            StructField("at", TimestampType()),
+        ]
+    )
+    rows = [
+        ("books", Decimal("10.01"), datetime(2026, 11, 27, 10, 0, tzinfo=UTC)),
+        ("toys", Decimal("99999999.99"), datetime(2026, 11, 27, 23, 59, 59, 999000, tzinfo=UTC)),
+        (None, None, None),
+    ]
+    df = spark.createDataFrame(rows, schema)
+    df.write.format("delta").save(str(tmp_path / "t"))
+    back = spark.read.format("delta").load(str(tmp_path / "t"))
+    assert_df_equality(back, df, ignore_row_order=True, ignore_nullable=True)
+    assert (tmp_path / "t" / "_delta_log" / "00000000000000000000.json").is_file()
+
+
+@pytest.mark.spark
+@pytest.mark.kafka
+def test_kafka_source_reads_the_real_broker(
+    spark: SparkSession, bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic(partitions=2)
+    records = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(20)]
+    report = produce_all(make_producer(bootstrap), topic, records)
+    expected = sorted((d.key, d.value, d.partition, d.offset) for d in report.delivered)
+    df = (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .load()
+    )
+    got = sorted((bytes(r.key), bytes(r.value), r.partition, r.offset) for r in df.collect())
+    assert got == expected

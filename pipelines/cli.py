@@ -81,7 +81,9 @@ def bootstrap_servers(settings: Settings, override: str | None) -> str:
 @broker_app.command("start")
 def broker_start(
     brokers: Annotated[int, typer.Option("--brokers", help="number of brokers (1 for now)")] = 1,
-    directory: Annotated[Path | None, typer.Option("--dir", help="broker folder (default: the profile's)")] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="broker folder (default: the profile's)")
+    ] = None,
     profile: ProfileOpt = "local",
 ) -> None:
     """Start a local broker in the background and print its bootstrap servers.
@@ -102,7 +104,9 @@ def broker_start(
 
 @broker_app.command("stop")
 def broker_stop(
-    directory: Annotated[Path | None, typer.Option("--dir", help="broker folder (default: the profile's)")] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="broker folder (default: the profile's)")
+    ] = None,
     profile: ProfileOpt = "local",
 ) -> None:
     """Stop the local broker running from the folder (its data stays for the next start)."""
@@ -114,7 +118,9 @@ def broker_stop(
 
 @broker_app.command("status")
 def broker_status(
-    directory: Annotated[Path | None, typer.Option("--dir", help="broker folder (default: the profile's)")] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="broker folder (default: the profile's)")
+    ] = None,
     profile: ProfileOpt = "local",
 ) -> None:
     """Say whether a broker runs from the folder, and where."""
@@ -133,13 +139,15 @@ def jars(
     packages: Annotated[
         bool, typer.Option("--packages", help="print Maven coordinates for spark-submit --packages")
     ] = False,
-    resolve: Annotated[bool, typer.Option("--resolve", help="resolve the jars with Maven (make setup)")] = False,
+    resolve: Annotated[
+        bool, typer.Option("--resolve", help="resolve the jars with Maven (make setup)")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="with --resolve: resolve again")] = False,
     profile: ProfileOpt = "local",
 ) -> None:
     """Print the local Kafka and Delta jars for spark-submit --jars, comma-separated.
 
-        spark-submit --jars "$(pipelines jars)" jobs/sales_to_delta.py ...
+    spark-submit --jars "$(pipelines jars)" jobs/sales_to_delta.py ...
     """
     if packages:
         print(",".join(versions.SPARK_PACKAGES))
@@ -159,7 +167,9 @@ def topics_create(
     name: str,
     partitions: Annotated[int, typer.Option("--partitions", "-p", min=1, help="partition count")] = 3,
     replication_factor: Annotated[int, typer.Option("--replication-factor", "-r", min=1)] = 1,
-    config: Annotated[list[str] | None, typer.Option("--config", help="topic config k=v (repeatable)")] = None,
+    config: Annotated[
+        list[str] | None, typer.Option("--config", help="topic config k=v (repeatable)")
+    ] = None,
     exist_ok: Annotated[bool, typer.Option("--exist-ok", help="succeed if the topic exists")] = False,
     bootstrap: BootstrapOpt = None,
     profile: ProfileOpt = "local",
@@ -175,9 +185,13 @@ def topics_create(
         conf[key] = value
     servers = bootstrap_servers(_settings(profile), bootstrap)
     created = create_topic(
-        servers, name, partitions=partitions, replication_factor=replication_factor, config=conf,
+        servers,
+        name,
+        partitions=partitions,
+        replication_factor=replication_factor,
+        config=conf,
         exist_ok=exist_ok,
-    )  # fmt: skip
+    )
     err.print(f"topic {name} {'created' if created else 'already exists'} ({partitions} partitions)")
 
 
@@ -230,17 +244,33 @@ def generate_sales_cmd(
     started = time.monotonic()
     records = (encode_sale(s) for s in generate_sales(count, seed=seed))
     with Progress(
-        TextColumn("producing sales"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, transient=True, disable=not err.is_terminal,
-    ) as progress:  # fmt: skip
+        TextColumn("producing sales"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
         task = progress.add_task("produce", total=count)
-        report = produce_all(producer, topic, records, on_progress=lambda n: progress.update(task, completed=n))
+        report = produce_all(
+            producer, topic, records, on_progress=lambda n: progress.update(task, completed=n)
+        )
     seconds = time.monotonic() - started
     if ledger is not None:
         with ledger.open("w") as fh:
             for d in sorted(report.delivered, key=lambda d: (d.partition, d.offset)):
-                fh.write(json.dumps({"partition": d.partition, "offset": d.offset,
-                                     "key": (d.key or b"").decode(), "value": d.value.decode()}) + "\n")  # fmt: skip
+                fh.write(
+                    json.dumps(
+                        {
+                            "partition": d.partition,
+                            "offset": d.offset,
+                            "key": (d.key or b"").decode(),
+                            "value": d.value.decode(),
+                        }
+                    )
+                    + "\n"
+                )
     err.print(
         f"sent {report.sent}, acknowledged {report.acknowledged}, failed {len(report.failed)} "
         f"in {seconds:.2f} s ({report.sent / seconds if seconds else 0:,.0f} events/s)"

@@ -65,9 +65,7 @@ class Settings(_Frozen):
     broker: BrokerSettings = BrokerSettings()
     spark: SparkSettings = SparkSettings()
     paths: PathSettings = PathSettings()
-    topics: dict[str, TopicSettings] = Field(
-        default_factory=lambda: {"sales": TopicSettings(name="sales")}
-    )
+    topics: dict[str, TopicSettings] = Field(default_factory=lambda: {"sales": TopicSettings(name="sales")})
 
     def resolve_path(self, path: Path) -> Path:
         """Relative paths in a profile are relative to the project root, not the working dir."""
@@ -97,9 +95,7 @@ def load_settings(
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise PipelinesError(f"invalid settings in {path} (or PIPELINES_* variables): {problems}") from None
 
 

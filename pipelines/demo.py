@@ -48,7 +48,9 @@ def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) 
     say(f"starting the local Kafka broker in {broker.directory}")
     state, started_here = broker.start()
     try:
-        console.print(f"      broker at {state.bootstrap_servers}" + ("" if started_here else " (already running)"))
+        console.print(
+            f"      broker at {state.bootstrap_servers}" + ("" if started_here else " (already running)")
+        )
         say(f"creating topic {topic.name!r} ({topic.partitions} partitions)")
         create_topic(state.bootstrap_servers, topic.name, partitions=topic.partitions, exist_ok=True)
 
@@ -59,7 +61,9 @@ def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) 
             topic.name,
             (encode_sale(s) for s in generate_sales(count, seed=seed)),
         )
-        console.print(f"      acknowledged {report.acknowledged} of {report.sent}, failed {len(report.failed)}")
+        console.print(
+            f"      acknowledged {report.acknowledged} of {report.sent}, failed {len(report.failed)}"
+        )
 
         say("starting Spark (local[*]) with the Kafka and Delta connectors")
         # Imported here: pyspark is slow to import and only this step needs it.
@@ -70,10 +74,14 @@ def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) 
         delta_path = data_dir / "sales"
         say("running the spine (jobs/sales_to_delta.py): sales topic -> parse -> Delta, available-now")
         summary = sales_to_delta(
-            spark, bootstrap_servers=state.bootstrap_servers, topic=topic.name, delta_path=delta_path,
-            checkpoint=checkpoint_dir / "sales_to_delta", trigger="available-now",
+            spark,
+            bootstrap_servers=state.bootstrap_servers,
+            topic=topic.name,
+            delta_path=delta_path,
+            checkpoint=checkpoint_dir / "sales_to_delta",
+            trigger="available-now",
             max_offsets_per_trigger=settings.spark.max_offsets_per_trigger,
-        ).as_dict()  # fmt: skip
+        ).as_dict()
         runs_file.parent.mkdir(parents=True, exist_ok=True)
         runs_file.write_text(str(run_number))
         _print_table(spark, str(delta_path), summary, seed)
@@ -95,18 +103,27 @@ def _print_table(spark: object, delta_path: str, summary: Mapping[str, int], see
     by_category = (
         table.filter(F.col("sale_id").startswith(f"sale-{seed}-"))
         .groupBy("category")
-        .agg(F.count("*").alias("sales"), F.sum("amount").alias("revenue"),
-             F.min("event_time").alias("first"), F.max("event_time").alias("last"))
+        .agg(
+            F.count("*").alias("sales"),
+            F.sum("amount").alias("revenue"),
+            F.min("event_time").alias("first"),
+            F.max("event_time").alias("last"),
+        )
         .orderBy(F.desc("revenue"))
         .collect()
-    )  # fmt: skip
+    )
     out = Console()
     t = Table(title=f"This run's sales in the Delta table {delta_path}")
     for col in ("category", "sales", "revenue (EUR)", "first event (UTC)", "last event (UTC)"):
         t.add_column(col, justify="right" if col in ("sales", "revenue (EUR)") else "left")
     for r in by_category:
-        t.add_row(r["category"], str(r["sales"]), f"{r['revenue']:,.2f}",
-                  r["first"].strftime("%H:%M:%S.%f")[:-3], r["last"].strftime("%H:%M:%S.%f")[:-3])  # fmt: skip
+        t.add_row(
+            r["category"],
+            str(r["sales"]),
+            f"{r['revenue']:,.2f}",
+            r["first"].strftime("%H:%M:%S.%f")[:-3],
+            r["last"].strftime("%H:%M:%S.%f")[:-3],
+        )
     out.print(t)
     out.print(
         f"records read {summary['read']}, rows written {summary['written']}, "

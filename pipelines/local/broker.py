@@ -161,7 +161,7 @@ def log_tail(log_dir: Path, lines: int = 25) -> str:
 
 def metadata_answers(bootstrap_servers: str, timeout_s: float = 2.0) -> bool:
     """True when a broker at `bootstrap_servers` answers a metadata request within `timeout_s`."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": _quiet})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers}, logger=_quiet)
     try:
         md = admin.list_topics(timeout=timeout_s)
     except Exception:  # KafkaException on timeout or transport failure: not ready (yet)
@@ -303,17 +303,29 @@ class LocalBroker:
 
         stdout = (self.log_dir / "stdout.log").open("ab")
         cmd = [
-            java, f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true", f"-Dkafka.logs.dir={self.log_dir}",
+            java,
+            f"-Xmx{self.heap}",
+            f"-Xms{self.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.log_dir}",
             f"-Dlog4j2.configurationFile={self.log4j_config}",
-            "-cp", classpath, "kafka.Kafka", str(config),
-        ]  # fmt: skip
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(config),
+        ]
         # A session of its own: the broker outlives `pipelines broker start` and ignores the
         # terminal's Ctrl-C, which is meant for the foreground command.
         self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=self.directory,
-        )  # fmt: skip
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=self.directory,
+        )
         stdout.close()
         state = BrokerState(**{**asdict(state), "pid": self._proc.pid})
         self._write_state(state)
@@ -323,10 +335,20 @@ class LocalBroker:
 
     def _format(self, java: str, classpath: str, state: BrokerState, config: Path) -> None:
         cmd = [
-            java, "-Xmx256m", f"-Dlog4j2.configurationFile={self.log4j_config}",
-            f"-Dkafka.logs.dir={self.log_dir}", "-cp", classpath, "kafka.tools.StorageTool",
-            "format", "--cluster-id", state.cluster_id, "--config", str(config), "--ignore-formatted",
-        ]  # fmt: skip
+            java,
+            "-Xmx256m",
+            f"-Dlog4j2.configurationFile={self.log4j_config}",
+            f"-Dkafka.logs.dir={self.log_dir}",
+            "-cp",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "--cluster-id",
+            state.cluster_id,
+            "--config",
+            str(config),
+            "--ignore-formatted",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         (self.log_dir / "format.log").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0:
@@ -337,7 +359,7 @@ class LocalBroker:
 
     def _wait_ready(self, state: BrokerState) -> None:
         deadline = time.monotonic() + self.start_timeout_s
-        admin = AdminClient({"bootstrap.servers": state.bootstrap_servers, "logger": _quiet})
+        admin = AdminClient({"bootstrap.servers": state.bootstrap_servers}, logger=_quiet)
         assert self._proc is not None
         while True:
             code = self._proc.poll()

@@ -14,6 +14,7 @@ Nothing is downloaded when a Spark session starts: Ivy (`spark.jars.packages`) i
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -30,6 +31,8 @@ MANIFESTS: dict[str, str] = {
     "kafka": "kafka-broker.pom.xml",
 }
 STAMP = "resolved.json"
+_DOTTED_VERSION = re.compile(r"\d+\.\d+")
+_DIGITS = re.compile(r"\d+")
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,15 @@ def pyspark_jar_names() -> set[str]:
 
 
 def _artifact_id_of(file_name: str) -> str:
-    """`kafka-clients-3.9.2.jar` -> `kafka-clients`: the name up to the first `-<digit>`."""
-    stem = file_name.removesuffix(".jar")
-    parts = stem.split("-")
-    for i, part in enumerate(parts):
-        if i > 0 and part[:1].isdigit():
-            return "-".join(parts[:i])
-    return stem
+    """`kafka-clients-3.9.2.jar` -> `kafka-clients`: the name before the version, which is the
+    first dash-separated part shaped like `N.N...` (so `spark-sql-kafka-0-10_2.13-4.2.0.jar`
+    keeps its `-0-10_2.13`); a dotless version (`foo-14.jar`) is the fallback."""
+    parts = file_name.removesuffix(".jar").split("-")
+    for looks_like_version in (_DOTTED_VERSION.match, _DIGITS.fullmatch):
+        for i in range(1, len(parts)):
+            if looks_like_version(parts[i]):
+                return "-".join(parts[:i])
+    return "-".join(parts)
 
 
 def _manifest_fingerprint(name: str) -> dict[str, str]:
@@ -106,11 +111,20 @@ def resolve(
         copied = Path(tmp) / "jars"
         props = [f"-D{k}={v}" for k, v in versions.MAVEN_PROPERTIES.items()]
         cmd = [
-            mvn_path, "-B", "-q", "-f", str(JVM_MANIFEST_DIR / MANIFESTS[name]), *props,
-            "dependency:copy-dependencies", "dependency:list",
-            "-DincludeScope=runtime", f"-DoutputDirectory={copied}",
-            f"-DoutputFile={listing}", "-DoutputAbsoluteArtifactFilename=true", "-DappendOutput=false",
-        ]  # fmt: skip
+            mvn_path,
+            "-B",
+            "-q",
+            "-f",
+            str(JVM_MANIFEST_DIR / MANIFESTS[name]),
+            *props,
+            "dependency:copy-dependencies",
+            "dependency:list",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={copied}",
+            f"-DoutputFile={listing}",
+            "-DoutputAbsoluteArtifactFilename=true",
+            "-DappendOutput=false",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             errors = [ln for ln in proc.stdout.splitlines() if "ERROR" in ln][:6]

@@ -39,22 +39,48 @@ def expected_rows(spark: SparkSession, sales: list[Sale], report: ProduceReport)
     rows = []
     for d in report.delivered:
         s = by_key[d.key]  # type: ignore[index]
-        rows.append((s["sale_id"], s["order_id"], s["category"], s["amount"], s["currency"],
-                     s["timestamp"], d.partition, d.offset))  # fmt: skip
+        rows.append(
+            (
+                s["sale_id"],
+                s["order_id"],
+                s["category"],
+                s["amount"],
+                s["currency"],
+                s["timestamp"],
+                d.partition,
+                d.offset,
+            )
+        )
     return spark.createDataFrame(rows, SALES_TABLE_SCHEMA)
 
 
 def run_spine(spark: SparkSession, bootstrap: str, topic: str, tmp_path: Path) -> RunSummary:
     return sales_to_delta(
-        spark, bootstrap_servers=bootstrap, topic=topic, delta_path=tmp_path / "sales",
-        checkpoint=tmp_path / "checkpoint", trigger="available-now", max_offsets_per_trigger=400,
-    )  # fmt: skip
+        spark,
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        delta_path=tmp_path / "sales",
+        checkpoint=tmp_path / "checkpoint",
+        trigger="available-now",
+        max_offsets_per_trigger=400,
+    )
 
 
 def job_args(bootstrap: str, topic: str, tmp_path: Path) -> list[str]:
-    return ["--bootstrap-servers", bootstrap, "--topic", topic,
-            "--delta-path", str(tmp_path / "sales"), "--checkpoint", str(tmp_path / "checkpoint"),
-            "--trigger", "available-now", "--max-offsets-per-trigger", "400"]  # fmt: skip
+    return [
+        "--bootstrap-servers",
+        bootstrap,
+        "--topic",
+        topic,
+        "--delta-path",
+        str(tmp_path / "sales"),
+        "--checkpoint",
+        str(tmp_path / "checkpoint"),
+        "--trigger",
+        "available-now",
+        "--max-offsets-per-trigger",
+        "400",
+    ]
 
 
 def test_spine_writes_exact_rows_and_restarts_exactly_once(
@@ -67,7 +93,9 @@ def test_spine_writes_exact_rows_and_restarts_exactly_once(
     # max 400 offsets per trigger: the 1003 records take three micro-batches.
     assert run_spine(spark, bootstrap, topic, tmp_path) == RunSummary(read=1003, written=1000, rejected=3)
     table = spark.read.format("delta").load(str(tmp_path / "sales"))
-    assert_df_equality(table, expected_rows(spark, sales, report), ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        table, expected_rows(spark, sales, report), ignore_row_order=True, ignore_nullable=True
+    )
 
     # Restart from the checkpoint with nothing new: no batch, no duplicate.
     assert run_spine(spark, bootstrap, topic, tmp_path) == RunSummary(read=0, written=0, rejected=0)
@@ -91,9 +119,17 @@ def test_spark_submit_with_local_jars_and_an_independent_reader(
     sales, report = produce_sales(bootstrap, topic, 300, seed=21)
     bin_dir = Path(sys.executable).parent
     jars = subprocess.run([str(bin_dir / "pipelines"), "jars"], capture_output=True, text=True, check=True)
-    cmd = [str(bin_dir / "spark-submit"), "--master", "local[2]", "--jars", jars.stdout.strip(),
-           "--conf", f"spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:{PROJECT_ROOT}/conf/log4j2.properties",
-           str(PROJECT_ROOT / "jobs" / "sales_to_delta.py"), *job_args(bootstrap, topic, tmp_path)]  # fmt: skip
+    cmd = [
+        str(bin_dir / "spark-submit"),
+        "--master",
+        "local[2]",
+        "--jars",
+        jars.stdout.strip(),
+        "--conf",
+        f"spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:{PROJECT_ROOT}/conf/log4j2.properties",
+        str(PROJECT_ROOT / "jobs" / "sales_to_delta.py"),
+        *job_args(bootstrap, topic, tmp_path),
+    ]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -102,14 +138,31 @@ def test_spark_submit_with_local_jars_and_an_independent_reader(
 
     by_key = {s["sale_id"]: s for s in sales}
     expected = sorted(
-        (s["sale_id"], s["order_id"], s["category"], s["amount"], s["currency"], s["timestamp"], d.partition, d.offset)
+        (
+            s["sale_id"],
+            s["order_id"],
+            s["category"],
+            s["amount"],
+            s["currency"],
+            s["timestamp"],
+            d.partition,
+            d.offset,
+        )
         for d in report.delivered
         for s in [by_key[(d.key or b"").decode()]]
     )
     table = DeltaTable(str(tmp_path / "sales")).to_pyarrow_table()
     got = sorted(
-        (r["sale_id"], r["order_id"], r["category"], r["amount"], r["currency"], r["event_time"],
-         r["kafka_partition"], r["kafka_offset"])
+        (
+            r["sale_id"],
+            r["order_id"],
+            r["category"],
+            r["amount"],
+            r["currency"],
+            r["event_time"],
+            r["kafka_partition"],
+            r["kafka_offset"],
+        )
         for r in table.to_pylist()
-    )  # fmt: skip
+    )
     assert got == expected

@@ -95,7 +95,9 @@ def test_transactional_producer_commits_and_aborts_on_one_broker(
         assert consumer.poll(2.0) is None
     finally:
         consumer.close()
-    assert sorted(got) == sorted([(f"c{i}".encode(), b"committed") for i in range(5)] + [(b"last", b"committed")])
+    assert sorted(got) == sorted(
+        [(f"c{i}".encode(), b"committed") for i in range(5)] + [(b"last", b"committed")]
+    )
 
 
 def test_consumer_group_commits_and_reads_back_offsets(

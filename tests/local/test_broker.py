@@ -52,9 +52,15 @@ def test_taken_port_is_reported_before_launching(tmp_path: Path, jars_dir: Path)
         squatter.listen()
         port = squatter.getsockname()[1]
         (tmp_path / "broker.json").write_text(
-            json.dumps({"bootstrap_servers": f"127.0.0.1:{port}", "port": port,
-                        "controller_port": port + 1 if port < 65535 else port - 1,
-                        "cluster_id": "MkU3OEVBNTcwNTJENDM2Qg", "pid": None})  # fmt: skip
+            json.dumps(
+                {
+                    "bootstrap_servers": f"127.0.0.1:{port}",
+                    "port": port,
+                    "controller_port": port + 1 if port < 65535 else port - 1,
+                    "cluster_id": "MkU3OEVBNTcwNTJENDM2Qg",
+                    "pid": None,
+                }
+            )
         )
         with pytest.raises(BrokerError, match=rf"port {port} on 127.0.0.1 is taken"):
             LocalBroker(tmp_path, jars_dir).start()
@@ -74,7 +80,7 @@ def test_corrupt_folder_fails_with_the_broker_log_tail(tmp_path: Path, jars_dir:
 
 
 def test_missing_java_says_how_to_install_it(tmp_path: Path, jars_dir: Path) -> None:
-    with pytest.raises(BrokerError, match="Java was not found.*openjdk-17"):
+    with pytest.raises(BrokerError, match=r"Java was not found.*openjdk-17"):
         LocalBroker(tmp_path, jars_dir, java="/nonexistent/bin/java").start()
 
 
@@ -83,22 +89,37 @@ def test_cli_start_start_stop(tmp_path: Path) -> None:
     """`pipelines broker start|stop --dir`, as a user runs it: background broker, pid file."""
     cli = [sys.executable, "-m", "pipelines.cli"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    first = subprocess.run([*cli, "broker", "start", "--dir", str(tmp_path)], capture_output=True,
-                           text=True, timeout=180, env=env)  # fmt: skip
+    first = subprocess.run(
+        [*cli, "broker", "start", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert first.returncode == 0, first.stderr
     bootstrap = first.stdout.strip()
     assert bootstrap.startswith("127.0.0.1:")
     pid = int((tmp_path / "broker.pid").read_text())
     try:
-        second = subprocess.run([*cli, "broker", "start", "--dir", str(tmp_path)], capture_output=True,
-                                text=True, timeout=60, env=env)  # fmt: skip
+        second = subprocess.run(
+            [*cli, "broker", "start", "--dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         assert second.returncode == 0, second.stderr
         assert second.stdout.strip() == bootstrap
         assert "already runs" in second.stderr
         assert metadata_answers(bootstrap)
     finally:
-        stop = subprocess.run([*cli, "broker", "stop", "--dir", str(tmp_path)], capture_output=True,
-                              text=True, timeout=120, env=env)  # fmt: skip
+        stop = subprocess.run(
+            [*cli, "broker", "stop", "--dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
     assert stop.returncode == 0, stop.stderr
     # Not running any more (possibly a zombie until its parent reaps it, which is not ours).
     assert not _pid_alive(pid)

@@ -21,6 +21,8 @@ from pipelines.local import jvm
         ("delta-spark_4.2_2.13-4.4.0.jar", "delta-spark_4.2_2.13"),
         ("zstd-jni-1.5.7-7.jar", "zstd-jni"),
         ("RoaringBitmap-1.6.10.jar", "RoaringBitmap"),
+        ("guava-14.jar", "guava"),
+        ("scala-library-2.13.18.jar", "scala-library"),
     ],
 )
 def test_artifact_id_of_jar_file_names(file_name: str, artifact: str) -> None:

@@ -1,0 +1,1 @@
+"""The subcommands of `pipelines`, one module per group."""

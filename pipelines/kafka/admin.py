@@ -1,18 +1,66 @@
-"""Topic administration through the AdminClient, waiting on results rather than sleeping."""
+"""Topic administration through the AdminClient, waiting on results rather than sleeping.
+
+Every failure a user can cause (a topic that exists or does not, a replication factor above the
+broker count, an illegal name, fewer partitions than the topic has) becomes a PipelinesError with
+one line that says what happened and what to do.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
+from confluent_kafka.admin import (
+    AdminClient,
+    ConfigResource,
+    ConfigSource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
 
 from pipelines.errors import PipelinesError
 
+_LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+NOTABLE_CONFIGS = (
+    "cleanup.policy",
+    "retention.ms",
+    "retention.bytes",
+    "min.insync.replicas",
+    "segment.bytes",
+    "compression.type",
+    "max.message.bytes",
+    "message.timestamp.type",
+)
+"""Shown by `describe` whatever their source: the ones that decide retention and durability."""
+
+
+_LIBRDKAFKA_LOG = logging.getLogger("pipelines.kafka.librdkafka")
+
 
 def admin_client(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers})
+    # librdkafka's own log lines go to Python logging; the entry point decides what is shown.
+    return AdminClient({"bootstrap.servers": bootstrap_servers}, logger=_LIBRDKAFKA_LOG)
+
+
+def validate_topic_name(name: str) -> None:
+    """Kafka's own rules, checked before asking the broker so the error can say exactly why."""
+    if name in (".", ".."):
+        raise PipelinesError(f"topic name {name!r} is not allowed")
+    if not _LEGAL_NAME.match(name):
+        raise PipelinesError(
+            f"illegal topic name {name!r}: use 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'"
+        )
+
+
+def _broker_error(exc: KafkaException) -> KafkaError:
+    err = exc.args[0]
+    assert isinstance(err, KafkaError)
+    return err
 
 
 def create_topic(
@@ -27,6 +75,9 @@ def create_topic(
 ) -> bool:
     """Create `name` and wait until every partition has a leader; False if it already existed
     (with `exist_ok`). Raises PipelinesError with the broker's reason otherwise."""
+    validate_topic_name(name)
+    if partitions < 1 or replication_factor < 1:
+        raise PipelinesError("--partitions and --replication-factor must be at least 1")
     admin = admin_client(bootstrap_servers)
     new = NewTopic(name, partitions, replication_factor, config=dict(config or {}))
     future = admin.create_topics([new], operation_timeout=timeout_s)[name]
@@ -34,9 +85,20 @@ def create_topic(
     try:
         future.result(timeout=timeout_s)
     except KafkaException as exc:
-        err = exc.args[0]
-        if exist_ok and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+        err = _broker_error(exc)
+        if err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            if not exist_ok:
+                raise PipelinesError(
+                    f"topic {name!r} already exists (pass --exist-ok to accept that)"
+                ) from None
             created = False
+        elif err.code() == KafkaError.INVALID_REPLICATION_FACTOR:
+            brokers = len(admin.list_topics(timeout=timeout_s).brokers)
+            raise PipelinesError(
+                f"cannot create topic {name!r} with replication factor {replication_factor}: the cluster "
+                f"has {brokers} broker(s). Use --replication-factor {brokers} or fewer, or start more "
+                "brokers (pipelines broker start --brokers 3)."
+            ) from None
         else:
             raise PipelinesError(f"cannot create topic {name!r}: {err.str()}") from None
     wait_for_leaders(admin, name, partitions, timeout_s)
@@ -44,7 +106,7 @@ def create_topic(
 
 
 def wait_for_leaders(admin: AdminClient, name: str, partitions: int, timeout_s: float) -> None:
-    """Wait until metadata shows `partitions` partitions of `name`, each with a leader."""
+    """Wait until metadata shows at least `partitions` partitions of `name`, each with a leader."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         md = admin.list_topics(topic=name, timeout=max(0.1, deadline - time.monotonic()))
@@ -57,3 +119,105 @@ def wait_for_leaders(admin: AdminClient, name: str, partitions: int, timeout_s: 
         ):
             return
     raise PipelinesError(f"topic {name!r} has no leader for every partition after {timeout_s} s")
+
+
+def delete_topic(bootstrap_servers: str, name: str, timeout_s: float = 30.0) -> None:
+    admin = admin_client(bootstrap_servers)
+    try:
+        admin.delete_topics([name], operation_timeout=timeout_s)[name].result(timeout=timeout_s)
+    except KafkaException as exc:
+        err = _broker_error(exc)
+        if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise PipelinesError(f"topic {name!r} does not exist") from None
+        raise PipelinesError(f"cannot delete topic {name!r}: {err.str()}") from None
+
+
+def list_topics(bootstrap_servers: str, *, internal: bool = False, timeout_s: float = 15.0) -> dict[str, int]:
+    """Topic name -> partition count (internal `__` topics only with `internal`)."""
+    md = admin_client(bootstrap_servers).list_topics(timeout=timeout_s)
+    return {
+        name: len(t.partitions)
+        for name, t in sorted(md.topics.items())
+        if internal or not name.startswith("__")
+    }
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    partition: int
+    leader: int | None
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+    @property
+    def under_replicated(self) -> bool:
+        return len(self.isr) < len(self.replicas)
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    name: str
+    partitions: tuple[PartitionInfo, ...]
+    configs: dict[str, str] = field(default_factory=dict)
+    """Notable configs and every config set on the topic itself (not a broker default)."""
+    overridden: frozenset[str] = frozenset()
+    """The config names set on the topic itself."""
+
+    @property
+    def replication_factor(self) -> int:
+        return len(self.partitions[0].replicas) if self.partitions else 0
+
+
+def describe_topic(bootstrap_servers: str, name: str, timeout_s: float = 15.0) -> TopicInfo:
+    """Leader, replicas and in-sync replicas of each partition, and the topic's notable configs."""
+    admin = admin_client(bootstrap_servers)
+    try:
+        desc = admin.describe_topics(TopicCollection([name]), request_timeout=timeout_s)[name].result()
+        resource = ConfigResource(ResourceType.TOPIC, name)
+        entries = admin.describe_configs([resource], request_timeout=timeout_s)[resource].result()
+    except KafkaException as exc:
+        err = _broker_error(exc)
+        if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise PipelinesError(f"topic {name!r} does not exist (see `pipelines topics list`)") from None
+        raise PipelinesError(f"cannot describe topic {name!r}: {err.str()}") from None
+    partitions = tuple(
+        PartitionInfo(
+            partition=p.id,
+            leader=p.leader.id if p.leader is not None else None,
+            replicas=tuple(r.id for r in p.replicas),
+            isr=tuple(r.id for r in p.isr),
+        )
+        for p in sorted(desc.partitions, key=lambda p: p.id)
+    )
+    overridden = frozenset(
+        k for k, e in entries.items() if e.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    )
+    configs = {k: str(e.value) for k, e in sorted(entries.items()) if k in NOTABLE_CONFIGS or k in overridden}
+    return TopicInfo(name=name, partitions=partitions, configs=configs, overridden=overridden)
+
+
+def add_partitions(bootstrap_servers: str, name: str, total: int, timeout_s: float = 30.0) -> int:
+    """Grow `name` to `total` partitions; returns the previous count.
+
+    Kafka can add partitions but never remove them, so a smaller `total` is refused before the
+    broker is asked. Adding partitions changes which partition a key maps to (murmur2 modulo the
+    count): per-key ordering holds only for records produced after the change.
+    """
+    current = len(describe_topic(bootstrap_servers, name, timeout_s).partitions)
+    if total < current:
+        raise PipelinesError(
+            f"topic {name!r} has {current} partitions and Kafka cannot remove partitions. To have "
+            f"{total}, create a new topic with {total} partitions, copy the data over (or let producers "
+            "switch to it and old consumers drain the old one), then delete the old topic."
+        )
+    if total == current:
+        raise PipelinesError(f"topic {name!r} already has {current} partitions; nothing to do")
+    admin = admin_client(bootstrap_servers)
+    try:
+        admin.create_partitions([NewPartitions(name, total)], operation_timeout=timeout_s)[name].result(
+            timeout=timeout_s
+        )
+    except KafkaException as exc:
+        raise PipelinesError(f"cannot add partitions to {name!r}: {_broker_error(exc).str()}") from None
+    wait_for_leaders(admin, name, total, timeout_s)
+    return current

@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 
 from pipelines.sinks import delta_row_count, start_delta_append
 from pipelines.sources import read_kafka_stream
-from pipelines.transforms.sales import to_sales_rows, with_parsed_sale
+from pipelines.transforms.sales import parse_sales, to_sales_rows
 from pipelines.triggers import trigger_kwargs
 
 SALES_TO_DELTA = "sales_to_delta"
@@ -56,7 +56,7 @@ def sales_to_delta(
         starting_offsets=starting_offsets,
         max_offsets_per_trigger=max_offsets_per_trigger,
     )
-    rows = raw.transform(with_parsed_sale).transform(to_sales_rows)
+    rows = raw.transform(parse_sales).transform(to_sales_rows)
     before = delta_row_count(spark, delta_path)
     query = start_delta_append(
         rows,

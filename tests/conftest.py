@@ -7,7 +7,9 @@ broker in KRaft mode that the project starts from its resolved jars.
 
 from __future__ import annotations
 
+import os
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +22,12 @@ from pipelines.kafka.admin import create_topic
 from pipelines.local.broker import LocalBroker
 from pipelines.local.jvm import spark_jars
 from pipelines.spark import build_session
+
+
+# Spark hands timestamps to Python as naive local datetimes; the contract is UTC, so the test
+# process runs in UTC whatever the machine's zone.
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Parsing `sales` records on batch DataFrames shaped like the kafka source's output."""
+"""Parsing `sales` records on batch DataFrames shaped like the kafka source's output: every good
+record becomes a typed row, every bad one keeps its bytes and gets the right reason code."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from decimal import Decimal
 
 import pytest
 from chispa import assert_df_equality
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType
 
 from pipelines.schemas import SALES_TABLE_SCHEMA
-from pipelines.transforms.sales import filter_invalid_sales, to_sales_rows, with_parsed_sale
+from pipelines.transforms.sales import filter_bad_records, filter_valid_sales, parse_sales, to_sales_rows
 
 pytestmark = pytest.mark.spark
 
@@ -25,83 +26,123 @@ KAFKA_ROWS = StructType(
     ]
 )
 
-GOOD = (
-    b'{"sale_id":"s1","order_id":"o1","category":"books","amount":12.30,'
-    b'"currency":"EUR","timestamp":"2026-11-27T10:00:00.123Z"}'
-)
-RECORDS = [
-    (b"s1", GOOD, 0),
-    (
-        b"s2",
-        b'{"sale_id":"s2","order_id":"o2","category":"toys","amount":0.05,'
-        b'"currency":"EUR","timestamp":"2026-11-27T23:59:59.999Z"}',
-        1,
-    ),
-    (b"x", b"{not json", 2),
-    (
-        b"x",
-        b'{"sale_id":"s3","order_id":"o3","category":"toys","currency":"EUR",'
-        b'"timestamp":"2026-11-27T10:00:00.000Z"}',
-        3,
-    ),  # missing amount
-    (
-        b"x",
-        b'{"sale_id":"s4","order_id":"o4","category":"toys","amount":"lots",'
-        b'"currency":"EUR","timestamp":"2026-11-27T10:00:00.000Z"}',
-        4,
-    ),  # wrong type
-    (
-        b"x",
-        b'{"sale_id":"s5","order_id":"o5","category":"toys","amount":-1.00,'
-        b'"currency":"EUR","timestamp":"2026-11-27T10:00:00.000Z"}',
-        5,
-    ),  # negative
-    (
-        b"x",
-        b'{"sale_id":"s6","order_id":"o6","category":"toys","amount":1.00,'
-        b'"currency":"EUR","timestamp":"yesterday"}',
-        6,
-    ),  # bad timestamp
-    (b"x", None, 7),  # tombstone / empty value
-    (b"x", b"\xff\xfe\x00garbage", 8),  # not UTF-8
+
+def sale(**overrides: object) -> bytes:
+    """A valid sale's JSON with some fields replaced (a value of ... removes the field)."""
+    import json
+
+    doc: dict[str, object] = {
+        "sale_id": "s",
+        "order_id": "o",
+        "category": "toys",
+        "amount": "__AMOUNT__",
+        "currency": "EUR",
+        "timestamp": "2026-11-27T10:00:00.000Z",
+    }
+    amount = overrides.pop("amount", "1.00")
+    doc.update(overrides)
+    if amount is ...:
+        del doc["amount"]
+    doc = {k: v for k, v in doc.items() if v is not ...}
+    text = json.dumps(doc).replace('"__AMOUNT__"', str(amount))
+    return text.encode()
+
+
+GOOD = [
+    # (value, expected sale_id, category, amount, event_time)
+    (b'{"sale_id":"s1","order_id":"o1","category":"books","amount":12.30,"currency":"EUR",'
+     b'"timestamp":"2026-11-27T10:00:00.123Z"}', "s1", "books", Decimal("12.30"),
+     datetime(2026, 11, 27, 10, 0, 0, 123000, tzinfo=UTC)),
+    # A 0.00 amount is a sale, not an error; the last millisecond of a day parses exactly.
+    (sale(sale_id="s2", amount="0.00", timestamp="2026-11-27T23:59:59.999Z"), "s2", "toys", Decimal("0.00"),
+     datetime(2026, 11, 27, 23, 59, 59, 999000, tzinfo=UTC)),
+    # The largest DECIMAL(12,2), and an integer amount.
+    (sale(sale_id="s3", amount="9999999999.99"), "s3", "toys", Decimal("9999999999.99"),
+     datetime(2026, 11, 27, 10, 0, tzinfo=UTC)),
+    (sale(sale_id="s4", amount="7"), "s4", "toys", Decimal("7.00"), datetime(2026, 11, 27, 10, 0, tzinfo=UTC)),
+]  # fmt: skip
+
+BAD = [
+    (None, "empty_value"),
+    (b"", "empty_value"),
+    (b"\xff\xfe\x00garbage", "invalid_utf8"),
+    (b"{not json", "invalid_json"),
+    (b"[1, 2]", "invalid_json"),
+    (b'"just a string"', "invalid_json"),
+    (sale(amount=...), "missing_field:amount"),
+    (sale(sale_id=...), "missing_field:sale_id"),
+    (sale(category=None), "missing_field:category"),
+    (sale(timestamp=...), "missing_field:timestamp"),
+    (sale(amount='"12.30"'), "bad_type:amount"),
+    (sale(amount="12.345"), "bad_type:amount"),
+    (sale(amount="99999999999.99"), "bad_type:amount"),
+    (sale(category=7), "bad_type:category"),
+    (sale(currency=["EUR"]), "bad_type:currency"),
+    (sale(timestamp=1764237600000), "bad_type:timestamp"),
+    (sale(timestamp="yesterday"), "bad_timestamp"),
+    (sale(timestamp="2026-11-27 10:00:00"), "bad_timestamp"),
+    (sale(amount="-1.00"), "negative_amount"),
 ]
 
 
 @pytest.fixture
-def kafka_df(spark: SparkSession):  # type: ignore[no-untyped-def]
-    return spark.createDataFrame([(k, v, "sales", 0, off) for k, v, off in RECORDS], schema=KAFKA_ROWS)
-
-
-def test_valid_records_become_typed_rows(spark: SparkSession, kafka_df) -> None:  # type: ignore[no-untyped-def]
-    actual = kafka_df.transform(with_parsed_sale).transform(to_sales_rows)
-    expected = spark.createDataFrame(
-        [
-            (
-                "s1",
-                "o1",
-                "books",
-                Decimal("12.30"),
-                "EUR",
-                datetime(2026, 11, 27, 10, 0, 0, 123000, tzinfo=UTC),
-                0,
-                0,
-            ),
-            (
-                "s2",
-                "o2",
-                "toys",
-                Decimal("0.05"),
-                "EUR",
-                datetime(2026, 11, 27, 23, 59, 59, 999000, tzinfo=UTC),
-                0,
-                1,
-            ),
-        ],
-        schema=SALES_TABLE_SCHEMA,
+def kafka_df(spark: SparkSession) -> DataFrame:
+    values = (
+        [v for v, *_ in GOOD]
+        + [v for v, _ in BAD]
+        + [b'{"heartbeat":true,"timestamp":"2026-11-27T10:05:00.000Z"}']
     )
+    return spark.createDataFrame(
+        [(b"k", v, "sales", 0, offset) for offset, v in enumerate(values)], schema=KAFKA_ROWS
+    )  # fmt: skip
+
+
+def test_good_records_become_typed_rows(spark: SparkSession, kafka_df: DataFrame) -> None:
+    actual = kafka_df.transform(parse_sales).transform(to_sales_rows)
+    expected = spark.createDataFrame(
+        [(sid, "o1" if sid == "s1" else "o", cat, amount, "EUR", ts, 0, offset)
+         for offset, (_, sid, cat, amount, ts) in enumerate(GOOD)],
+        schema=SALES_TABLE_SCHEMA,
+    )  # fmt: skip
     assert_df_equality(actual, expected, ignore_nullable=True, ignore_row_order=True)
 
 
-def test_every_bad_record_is_split_off_not_nulled(kafka_df) -> None:  # type: ignore[no-untyped-def]
-    bad = kafka_df.transform(with_parsed_sale).transform(filter_invalid_sales)
-    assert sorted(r["offset"] for r in bad.collect()) == [2, 3, 4, 5, 6, 7, 8]
+def test_every_bad_record_gets_its_reason_and_keeps_its_bytes(kafka_df: DataFrame) -> None:
+    bad = kafka_df.transform(parse_sales).transform(filter_bad_records)
+    got = sorted(
+        (r["offset"], None if r["value"] is None else bytes(r["value"]), r["error_reason"])
+        for r in bad.collect()
+    )
+    expected = [(len(GOOD) + i, value, reason) for i, (value, reason) in enumerate(BAD)]
+    assert got == expected
+    # Typed columns of a bad record are null, never half-parsed values.
+    assert {(r["sale_id"], r["amount"], r["event_time"]) for r in bad.collect()} == {(None, None, None)}
+
+
+def test_error_details_say_what_is_wrong(kafka_df: DataFrame) -> None:
+    details = {
+        (r["error_reason"], r["error_detail"])
+        for r in kafka_df.transform(parse_sales).transform(filter_bad_records).collect()
+    }
+    for expected in [
+        ("empty_value", "the record has no value"),
+        ("invalid_utf8", "the value is not valid UTF-8 text"),
+        ("invalid_json", "the value is not a JSON object: {not json"),
+        ("missing_field:amount", "required field 'amount' is missing or null"),
+        ("bad_type:category", "field 'category' must be a JSON string, got BIGINT"),
+        ("bad_type:amount", "field 'amount' must be a JSON number with at most two decimals that fits "
+                            'DECIMAL(12,2), got "12.30" (STRING)'),
+        ("bad_timestamp", 'timestamp "yesterday" is not ISO-8601 UTC with milliseconds and Z '
+                          "(2026-11-27T10:00:00.123Z)"),
+        ("negative_amount", "amount -1.00 is negative"),
+    ]:  # fmt: skip
+        assert expected in details
+
+
+def test_heartbeats_are_valid_and_carry_only_event_time(kafka_df: DataFrame) -> None:
+    valid = kafka_df.transform(parse_sales).transform(filter_valid_sales)
+    heartbeats = [r for r in valid.collect() if r["is_heartbeat"]]
+    assert [(r["sale_id"], r["amount"], r["event_time"]) for r in heartbeats] == [
+        (None, None, datetime(2026, 11, 27, 10, 5))
+    ]
+    assert valid.count() == len(GOOD) + 1

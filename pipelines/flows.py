@@ -6,14 +6,25 @@ test run's or the demo's session.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
 
-from pipelines.sinks import delta_row_count, start_delta_append
+from pipelines.sinks import (
+    delta_row_count,
+    start_delta_append,
+    start_delta_merge,
+    start_kafka_sink,
+)
 from pipelines.sources import read_kafka_stream
-from pipelines.transforms.sales import parse_sales, to_sales_rows
+from pipelines.transforms.dead_letters import to_dead_letters
+from pipelines.transforms.revenue import to_revenue_records, to_revenue_stream
+from pipelines.transforms.sales import filter_bad_records, parse_sales, to_sales_rows
 from pipelines.triggers import trigger_kwargs
 
 SALES_TO_DELTA = "sales_to_delta"
@@ -74,3 +85,226 @@ def sales_to_delta(
     read = sum(int(p["numInputRows"]) for p in query.recentProgress)
     written = delta_row_count(spark, delta_path) - before
     return RunSummary(read=read, written=written, rejected=read - written)
+
+
+REVENUE_PER_MINUTE = "revenue_per_minute"
+REVENUE_TOPIC = "revenue-per-minute"
+SINKS = ("delta", "kafka", "both")
+MODES = ("append", "update")
+
+
+@dataclass(frozen=True)
+class RevenueRunSummary:
+    """What one available-now run of the revenue job read and where every record went.
+
+    `read = aggregated + late + dead_lettered + heartbeats + still_open` holds exactly: every
+    record read was summed into a written window, dropped as late, dead-lettered, a heartbeat,
+    or sits in a window that is not final yet (it is written by a later run). `late` is exact
+    (by reconciliation); `spark_dropped_by_watermark` is Spark's own metric, which counts rows
+    after partial aggregation and so can be smaller.
+    """
+
+    read: int
+    aggregated: int
+    late: int
+    dead_lettered: int
+    heartbeats: int
+    still_open: int
+    windows_written: int
+    spark_dropped_by_watermark: int
+
+    @property
+    def reconciles(self) -> bool:
+        parts = self.aggregated + self.late + self.dead_lettered + self.heartbeats + self.still_open
+        return self.read == parts and self.late >= 0
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return {**asdict(self), "reconciles": self.reconciles}
+
+
+def _progress(query: StreamingQuery) -> list[dict[str, Any]]:
+    return [json.loads(p.json) for p in query.recentProgress]
+
+
+def _observed(progress: list[dict[str, Any]], name: str, metric: str) -> int:
+    return sum(int((p.get("observedMetrics") or {}).get(name, {}).get(metric) or 0) for p in progress)
+
+
+def _open_window_sales(spark: SparkSession, checkpoint: Path) -> int:
+    """Sales held in the aggregation state (windows not final yet), read with Spark's
+    `statestore` data source from the query's checkpoint."""
+    if not (checkpoint / "state").is_dir():
+        return 0
+    state = spark.read.format("statestore").load(str(checkpoint))
+    total = state.select(F.sum("value.count").alias("n")).first()
+    return int(total["n"] or 0) if total is not None else 0
+
+
+def _table_sales_count(spark: SparkSession, delta_path: Path) -> int:
+    if not (delta_path / "_delta_log").is_dir():
+        return 0
+    row = spark.read.format("delta").load(str(delta_path)).select(F.sum("sales_count").alias("n")).first()
+    return int(row["n"] or 0) if row is not None else 0
+
+
+class RevenueJob:
+    """The running queries of the revenue job, and what the tables held when they started."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        queries: dict[str, StreamingQuery],
+        *,
+        checkpoint: Path,
+        delta_path: Path | None,
+        mode: str,
+    ) -> None:
+        """Create before starting `queries` (then fill it): the baselines are read here."""
+        self.spark = spark
+        self.queries = queries
+        self.checkpoint = checkpoint
+        self.delta_path = delta_path
+        self.mode = mode
+        self._sales_before = _table_sales_count(spark, delta_path) if delta_path else 0
+        self._rows_before = delta_row_count(spark, delta_path) if delta_path else 0
+        self._open_before = self._open_sales()
+
+    def _open_sales(self) -> int:
+        if self.mode != "append" or self.delta_path is None:
+            return 0
+        return _open_window_sales(self.spark, self.checkpoint / "delta")
+
+    @property
+    def main(self) -> StreamingQuery:
+        return self.queries.get("delta") or self.queries["kafka"]
+
+    def await_termination(self) -> None:
+        """Wait until every query has stopped (available-now) or one fails (re-raised)."""
+        try:
+            for q in self.queries.values():
+                q.awaitTermination()
+        finally:
+            self.stop()
+
+    def process_all_available(self) -> None:
+        """Block until every query has processed what its source holds (processing-time runs)."""
+        for q in self.queries.values():
+            q.processAllAvailable()
+
+    def stop(self) -> None:
+        for q in self.queries.values():
+            q.stop()
+
+    def summary(self) -> RevenueRunSummary:
+        """How every record this run read was accounted for (call after the queries stopped)."""
+        progress = _progress(self.main)
+        read = _observed(progress, "records", "read")
+        dead = _observed(progress, "records", "dead_lettered")
+        heartbeats = _observed(progress, "records", "heartbeats")
+        dropped = sum(
+            int(s.get("numRowsDroppedByWatermark") or 0)
+            for p in progress
+            for s in p.get("stateOperators") or []
+        )
+        if self.delta_path is None or "delta" not in self.queries:
+            # Without a table to count what was written, only what was observed directly is known.
+            return RevenueRunSummary(read, 0, 0, dead, heartbeats, 0, 0, dropped)
+        aggregated = _table_sales_count(self.spark, self.delta_path) - self._sales_before
+        still_open = self._open_sales() - self._open_before
+        late = read - dead - heartbeats - aggregated - still_open
+        windows = delta_row_count(self.spark, self.delta_path) - self._rows_before
+        return RevenueRunSummary(read, aggregated, late, dead, heartbeats, still_open, windows, dropped)
+
+
+def start_revenue_per_minute(
+    spark: SparkSession,
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    checkpoint: Path,
+    delta_path: Path | None,
+    sink: str = "delta",
+    mode: str = "append",
+    window: str = "1 minute",
+    watermark: str = "30 seconds",
+    trigger: str = "available-now",
+    output_topic: str = REVENUE_TOPIC,
+    dlq_topic: str | None = None,
+    starting_offsets: str = "earliest",
+    max_offsets_per_trigger: int | None = None,
+) -> RevenueJob:
+    """Start the queries of the revenue job (each with its own folder under `checkpoint`):
+
+    * `delta`: append mode, one row per (window, category) written once when the window is final,
+      exactly-once across restarts; or, with `mode="update"`, a MERGE upsert on every batch,
+      idempotent on replay (for live dashboards: open windows are visible and change);
+    * `kafka`: update mode to `output_topic`, keyed by window and category (at-least-once);
+    * `dlq`: every record that does not parse goes to `dlq_topic` (default `<topic>.dlq`) with its
+      original bytes and the reason; the job never stops on bad input.
+
+    A window is final once the watermark (latest event time seen minus `watermark`) passes its
+    end. Spark closes windows in the batch after the one that advanced the watermark: a running
+    (processing-time) query does that on its own, even when input goes quiet, if a heartbeat
+    record carries event time forward; an available-now run leaves them open for the next run.
+    """
+    if sink not in SINKS or mode not in MODES:
+        raise ValueError(f"sink must be one of {SINKS} and mode one of {MODES}")
+    if sink in ("delta", "both") and delta_path is None:
+        raise ValueError("a Delta sink needs delta_path")
+    trig = trigger_kwargs(trigger)
+
+    def parsed() -> DataFrame:
+        return read_kafka_stream(
+            spark,
+            bootstrap_servers=bootstrap_servers,
+            topic=topic,
+            starting_offsets=starting_offsets,
+            max_offsets_per_trigger=max_offsets_per_trigger,
+        ).transform(parse_sales)
+
+    def counted(df: DataFrame) -> DataFrame:
+        # Observed metrics are exact per batch and ride along with the query's progress.
+        return df.observe(
+            "records",
+            F.count(F.lit(1)).alias("read"),
+            F.sum(F.col("error_reason").isNotNull().cast("long")).alias("dead_lettered"),
+            F.sum(F.col("is_heartbeat").cast("long")).alias("heartbeats"),
+        )
+
+    queries: dict[str, StreamingQuery] = {}
+    job = RevenueJob(spark, queries, checkpoint=checkpoint, delta_path=delta_path, mode=mode)
+    try:
+        queries["dlq"] = start_kafka_sink(
+            parsed().transform(filter_bad_records).transform(to_dead_letters),
+            bootstrap_servers=bootstrap_servers,
+            topic=dlq_topic or f"{topic}.dlq",
+            checkpoint=checkpoint / "dlq",
+            trigger=trig,
+            query_name=f"{REVENUE_PER_MINUTE}_dlq",
+        )
+        if sink in ("delta", "both"):
+            assert delta_path is not None
+            revenue = counted(parsed()).transform(to_revenue_stream, window=window, watermark=watermark)
+            if mode == "append":
+                queries["delta"] = start_delta_append(
+                    revenue, delta_path=delta_path, checkpoint=checkpoint / "delta", trigger=trig,
+                    query_name=f"{REVENUE_PER_MINUTE}_delta",
+                )  # fmt: skip
+            else:
+                queries["delta"] = start_delta_merge(
+                    revenue, delta_path=delta_path, checkpoint=checkpoint / "merge", trigger=trig,
+                    query_name=f"{REVENUE_PER_MINUTE}_merge", keys=("window_start", "category"),
+                )  # fmt: skip
+        if sink in ("kafka", "both"):
+            source = parsed() if "delta" in queries else counted(parsed())
+            updates = source.transform(to_revenue_stream, window=window, watermark=watermark)
+            queries["kafka"] = start_kafka_sink(
+                updates.transform(to_revenue_records),
+                bootstrap_servers=bootstrap_servers, topic=output_topic, checkpoint=checkpoint / "kafka",
+                trigger=trig, query_name=f"{REVENUE_PER_MINUTE}_kafka", output_mode="update",
+            )  # fmt: skip
+    except Exception:
+        for q in queries.values():
+            q.stop()
+        raise
+    return job

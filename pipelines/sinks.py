@@ -38,3 +38,80 @@ def delta_row_count(spark: SparkSession, delta_path: Path) -> int:
     if not (delta_path / "_delta_log").is_dir():
         return 0
     return spark.read.format("delta").load(str(delta_path)).count()
+
+
+def start_kafka_sink(
+    df: DataFrame,
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    checkpoint: Path,
+    trigger: dict[str, Any],
+    query_name: str,
+    output_mode: str = "append",
+    extra_options: dict[str, str] | None = None,
+) -> StreamingQuery:
+    """Write a stream of `key`, `value` (and optionally `headers`) rows to `topic`.
+
+    At-least-once: a batch written but not yet committed in the checkpoint when the job dies is
+    written again on restart, so consumers must tolerate duplicates (keys are deterministic).
+    """
+    writer = (
+        df.writeStream.format("kafka")
+        .outputMode(output_mode)
+        .queryName(query_name)
+        .option("kafka.bootstrap.servers", bootstrap_servers)
+        .option("topic", topic)
+        .option("checkpointLocation", str(checkpoint))
+    )
+    for key, value in (extra_options or {}).items():
+        writer = writer.option(key, value)
+    return writer.trigger(**trigger).start()
+
+
+def start_delta_merge(
+    df: DataFrame,
+    *,
+    delta_path: Path,
+    checkpoint: Path,
+    trigger: dict[str, Any],
+    query_name: str,
+    keys: tuple[str, ...],
+) -> StreamingQuery:
+    """Upsert each micro-batch of an update-mode stream into the Delta table at `delta_path`.
+
+    Idempotent on replay: every MERGE carries the Delta transaction id (`txnAppId` = this query's
+    checkpoint, `txnVersion` = the batch id), so a batch re-run after a crash is skipped by Delta
+    instead of being applied twice.
+    """
+    from delta.tables import DeltaTable
+
+    app_id = f"merge:{checkpoint.resolve()}"
+    condition = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+
+    def merge_batch(batch_df: DataFrame, batch_id: int) -> None:
+        spark = batch_df.sparkSession
+        (DeltaTable.createIfNotExists(spark).location(str(delta_path)).addColumns(batch_df.schema).execute())
+        spark.conf.set("spark.databricks.delta.write.txnAppId", app_id)
+        spark.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
+        try:
+            (
+                DeltaTable.forPath(spark, str(delta_path))
+                .alias("t")
+                .merge(batch_df.alias("s"), condition)
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        finally:
+            spark.conf.unset("spark.databricks.delta.write.txnAppId")
+            spark.conf.unset("spark.databricks.delta.write.txnVersion")
+
+    return (
+        df.writeStream.outputMode("update")
+        .queryName(query_name)
+        .foreachBatch(merge_batch)
+        .option("checkpointLocation", str(checkpoint))
+        .trigger(**trigger)
+        .start()
+    )

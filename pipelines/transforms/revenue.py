@@ -54,3 +54,25 @@ def to_revenue_stream(parsed_df: DataFrame, *, window: str, watermark: str) -> D
         .transform(filter_heartbeats)
         .transform(to_revenue_per_window, window)
     )
+
+
+def to_revenue_records(revenue_df: DataFrame) -> DataFrame:
+    """Revenue rows -> kafka sink rows for `revenue-per-minute`.
+
+    The key is `<window_start ISO-8601>|<category>`: deterministic, so every update of one window
+    and category lands on the same partition in order, a compacted topic keeps the latest, and a
+    consumer can deduplicate replays (Spark's kafka sink is at-least-once).
+    """
+    start_text = F.date_format("window_start", "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")
+    return revenue_df.select(
+        F.concat(start_text, F.lit("|"), F.col("category")).alias("key"),
+        F.to_json(
+            F.struct(
+                start_text.alias("window_start"),
+                F.date_format("window_end", "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'").alias("window_end"),
+                F.col("category"),
+                F.col("revenue"),
+                F.col("sales_count"),
+            )
+        ).alias("value"),
+    )

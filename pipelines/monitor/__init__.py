@@ -1,0 +1,1 @@
+"""Watching running pipelines: query progress, late rows, lag."""

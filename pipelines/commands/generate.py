@@ -1,71 +1,300 @@
-"""`pipelines generate orders|sales`: seeded events to Kafka."""
+"""`pipelines generate orders|sales`: seeded events to Kafka, with late and malformed ones on demand.
+
+    pipelines generate orders --count N [--rate EPS] [--seed S] [--late-fraction F] [--late-by SECONDS]
+        [--malformed-fraction F] [--ledger FILE] [--topic T] [--acks all|1|0]
+        [--compression lz4|zstd|snappy|gzip|none] [--linger-ms MS] [--batch-size BYTES]
+        [--producer-config k=v ...] [--bootstrap-servers B] [--profile P]
+
+The same seed and arguments give the same events, byte for byte (pipelines.generators.events says
+what the late and malformed ones look like); `--ledger` writes every event sent with its partition
+and offset (pipelines.generators.ledger). A progress bar shows on a terminal only; the summary is
+one line on stderr. Producer settings, weakest first: the project's defaults, the profile's
+`kafka.producer`, the options `--acks`, `--compression`, `--linger-ms`, `--batch-size`, then
+`--producer-config`.
+"""
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from pipelines.commands.common import BootstrapOpt, ProfileOpt, bootstrap_servers, err, settings_for
 from pipelines.errors import PipelinesError
 
+if TYPE_CHECKING:
+    from confluent_kafka import Producer
+
 generate_app = typer.Typer(help="Produce seeded events to Kafka.", no_args_is_help=True)
 
+CountOpt = Annotated[int, typer.Option("--count", "-n", help="number of events")]
+RateOpt = Annotated[
+    float | None, typer.Option("--rate", help="events per second, paced evenly (default: unlimited)")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="same seed and arguments, same events")]
+LateFractionOpt = Annotated[
+    float,
+    typer.Option("--late-fraction", help="share of events far behind the stream's event time (0..1)"),
+]
+LateByOpt = Annotated[
+    float, typer.Option("--late-by", help="how far behind the stream late events are, in seconds (+ <1 s)")
+]
+MalformedFractionOpt = Annotated[
+    float,
+    typer.Option("--malformed-fraction", help="share of malformed events, each marked with a reason (0..1)"),
+]
+LedgerOpt = Annotated[
+    Path | None,
+    typer.Option("--ledger", help="write every event sent, with its partition and offset, here (JSON lines)"),
+]
+TopicOpt = Annotated[
+    str | None, typer.Option("--topic", help="topic to write (default: the profile's topic for the type)")
+]
+AcksOpt = Annotated[
+    str | None,
+    typer.Option("--acks", help="all (default), 1 or 0; anything but all turns idempotence off"),
+]
+CompressionOpt = Annotated[
+    str | None, typer.Option("--compression", help="lz4 (default), zstd, snappy, gzip or none")
+]
+LingerOpt = Annotated[int | None, typer.Option("--linger-ms", help="how long a batch may wait to fill")]
+BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", help="largest batch, in bytes")]
+ProducerConfigOpt = Annotated[
+    list[str] | None,
+    typer.Option("--producer-config", "-X", help="any librdkafka producer property k=v (repeatable)"),
+]
 
-@generate_app.command("sales")
-def generate_sales_cmd(
-    count: Annotated[int, typer.Option("--count", "-n", min=0, help="number of events")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="same seed, same events")] = 42,
-    topic: Annotated[str, typer.Option("--topic", help="topic to write")] = "sales",
-    ledger: Annotated[
-        Path | None, typer.Option("--ledger", help="write every acknowledged event (JSON lines) here")
-    ] = None,
-    bootstrap: BootstrapOpt = None,
-    profile: ProfileOpt = "local",
+_ACKS = ("all", "-1", "1", "0")
+
+
+def _command(event_type: str) -> Callable[..., None]:
+    def command(
+        count: CountOpt = 1000,
+        rate: RateOpt = None,
+        seed: SeedOpt = 42,
+        late_fraction: LateFractionOpt = 0.0,
+        late_by: LateByOpt = 300.0,
+        malformed_fraction: MalformedFractionOpt = 0.0,
+        ledger: LedgerOpt = None,
+        topic: TopicOpt = None,
+        acks: AcksOpt = None,
+        compression: CompressionOpt = None,
+        linger_ms: LingerOpt = None,
+        batch_size: BatchSizeOpt = None,
+        producer_config: ProducerConfigOpt = None,
+        bootstrap: BootstrapOpt = None,
+        profile: ProfileOpt = "local",
+    ) -> None:
+        generate(
+            event_type,
+            count=count,
+            rate=rate,
+            seed=seed,
+            late_fraction=late_fraction,
+            late_by_s=late_by,
+            malformed_fraction=malformed_fraction,
+            ledger=ledger,
+            topic=topic,
+            producer_conf=producer_overrides(acks, compression, linger_ms, batch_size, producer_config),
+            bootstrap=bootstrap,
+            profile=profile,
+        )
+
+    command.__doc__ = (
+        f"Produce seeded `{event_type}` events (murmur2 partitioning, idempotent, acks=all by default).\n\n"
+        "Late events are --late-by seconds (default 300) behind the stream's event time; malformed "
+        "ones carry a reason code in the ledger (invalid_json, missing_field:<field>, "
+        "bad_type:<field>, negative_amount, bad_timestamp, empty_value, invalid_utf8)."
+    )
+    return command
+
+
+generate_app.command("orders")(_command("orders"))
+generate_app.command("sales")(_command("sales"))
+
+
+def producer_overrides(
+    acks: str | None,
+    compression: str | None,
+    linger_ms: int | None,
+    batch_size: int | None,
+    producer_config: list[str] | None,
+) -> dict[str, str | int | bool]:
+    """The producer properties the options ask for (PipelinesError for a bad one)."""
+    from pipelines.kafka.producer import COMPRESSION_TYPES
+
+    conf: dict[str, str | int | bool] = {}
+    if acks is not None:
+        if acks not in _ACKS:
+            raise PipelinesError(f"--acks must be all, 1 or 0, not {acks!r}")
+        conf["acks"] = acks
+        # The idempotent producer needs every in-sync replica's acknowledgement.
+        conf["enable.idempotence"] = acks in ("all", "-1")
+    if compression is not None:
+        if compression not in COMPRESSION_TYPES:
+            raise PipelinesError(
+                f"--compression must be one of {', '.join(COMPRESSION_TYPES)}, not {compression!r}"
+            )
+        conf["compression.type"] = compression
+    if linger_ms is not None:
+        if linger_ms < 0:
+            raise PipelinesError(f"--linger-ms must not be negative, not {linger_ms}")
+        conf["linger.ms"] = linger_ms
+    if batch_size is not None:
+        if batch_size < 1:
+            raise PipelinesError(f"--batch-size must be positive, not {batch_size}")
+        conf["batch.size"] = batch_size
+    for item in producer_config or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PipelinesError(f"--producer-config {item!r} is not key=value")
+        conf[key.strip()] = value.strip()
+    return conf
+
+
+def generate(
+    event_type: str,
+    *,
+    count: int,
+    seed: int,
+    rate: float | None = None,
+    late_fraction: float = 0.0,
+    late_by_s: float = 300.0,
+    malformed_fraction: float = 0.0,
+    ledger: Path | None = None,
+    topic: str | None = None,
+    producer_conf: dict[str, str | int | bool] | None = None,
+    bootstrap: str | None = None,
+    profile: str = "local",
 ) -> None:
-    """Produce seeded `sales` events (murmur2 partitioning, acks=all, idempotent)."""
-    from pipelines.generators.sales import encode_sale, generate_sales
-    from pipelines.kafka.producer import make_producer, produce_all
+    """What `pipelines generate <event_type>` does: check the arguments (PipelinesError with one line
+    naming the option), check the topic exists, send the events, write the ledger, print the
+    summary; PipelinesError when some event was not acknowledged."""
+    from confluent_kafka import KafkaException
+
+    from pipelines.generators.events import DISORDER_MS, fault_counts, generate_events
+    from pipelines.generators.publish import publish_events
+    from pipelines.kafka.producer import make_producer
+
+    if count < 0:
+        raise PipelinesError(f"--count must not be negative, not {count}")
+    if rate is not None and not rate > 0:
+        raise PipelinesError(f"--rate must be a positive number of events per second, not {rate:g}")
+    for option, fraction in (
+        ("--late-fraction", late_fraction),
+        ("--malformed-fraction", malformed_fraction),
+    ):
+        if not 0.0 <= fraction <= 1.0:
+            raise PipelinesError(f"{option} must be between 0 and 1, not {fraction:g}")
+    if late_fraction + malformed_fraction > 1.0:
+        raise PipelinesError(
+            f"--late-fraction and --malformed-fraction add up to {late_fraction + malformed_fraction:g}; "
+            "at most 1 (an event is late or malformed, not both)"
+        )
+    if late_by_s * 1000 <= DISORDER_MS:
+        raise PipelinesError(
+            f"--late-by must be more than the normal disorder of {DISORDER_MS / 1000:g} s, not {late_by_s:g}"
+        )
+    if ledger is not None and not ledger.parent.is_dir():
+        raise PipelinesError(f"--ledger {ledger}: the folder {ledger.parent} does not exist")
+    try:
+        events = generate_events(
+            event_type,
+            count,
+            seed=seed,
+            late_fraction=late_fraction,
+            malformed_fraction=malformed_fraction,
+            late_by_s=late_by_s,
+        )
+    except ValueError as exc:
+        raise PipelinesError(str(exc)) from None
+    late, malformed = fault_counts(count, late_fraction, malformed_fraction)
 
     settings = settings_for(profile)
-    producer = make_producer(bootstrap_servers(settings, bootstrap), settings.kafka.producer)
-    started = time.monotonic()
-    records = (encode_sale(s) for s in generate_sales(count, seed=seed))
+    if topic is None:
+        topic = settings.topics[event_type].name if event_type in settings.topics else event_type
+    servers = bootstrap_servers(settings, bootstrap)
+    producer = make_producer(servers, {**settings.kafka.producer, **(producer_conf or {})})
+    _require_topic(producer, servers, topic)
+
+    err.print(
+        f"producing {count:,} {event_type} to {topic!r} (seed {seed}, late {late:,}, "
+        f"malformed {malformed:,}{f', {rate:g}/s' if rate else ''})",
+        highlight=False,
+        soft_wrap=True,
+    )
     with Progress(
-        TextColumn("producing sales"),
+        TextColumn(f"{event_type}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
         transient=True,
         disable=not err.is_terminal,
     ) as progress:
         task = progress.add_task("produce", total=count)
-        report = produce_all(
-            producer, topic, records, on_progress=lambda n: progress.update(task, completed=n)
+        last_update = 0.0
+
+        def on_progress(sent: int) -> None:
+            # At full speed this runs 100,000 times a second: update the bar ten times a second.
+            nonlocal last_update
+            now = time.monotonic()
+            if now - last_update >= 0.1 or sent == count:
+                progress.update(task, completed=sent)
+                last_update = now
+
+        try:
+            report = publish_events(
+                producer,
+                topic,
+                events,
+                ledger=ledger,
+                rate=rate,
+                on_progress=on_progress if err.is_terminal else None,
+            )
+        except KafkaException as exc:
+            raise PipelinesError(f"producing to {topic!r} failed: {exc.args[0].str()}") from None
+        except OSError as exc:
+            if ledger is None:
+                raise
+            raise PipelinesError(f"cannot write the ledger {ledger}: {exc.strerror or exc}") from None
+        except KeyboardInterrupt:
+            if ledger is not None:
+                err.print(f"stopped; every event sent so far is in the ledger {ledger}", soft_wrap=True)
+            raise
+    err.print(report.summary() + (f"; ledger {ledger}" if ledger else ""), highlight=False, soft_wrap=True)
+    failed = report.produce.failed
+    if failed:
+        raise PipelinesError(
+            f"{len(failed):,} events were not acknowledged (first: {failed[0][1]})"
+            + (f"; the ledger marks them with an error: {ledger}" if ledger else "")
         )
-    seconds = time.monotonic() - started
-    if ledger is not None:
-        with ledger.open("w") as fh:
-            for d in sorted(report.delivered, key=lambda d: (d.partition, d.offset)):
-                fh.write(
-                    json.dumps(
-                        {
-                            "partition": d.partition,
-                            "offset": d.offset,
-                            "key": (d.key or b"").decode(),
-                            "value": d.value.decode(),
-                        }
-                    )
-                    + "\n"
-                )
-    err.print(
-        f"sent {report.sent}, acknowledged {report.acknowledged}, failed {len(report.failed)} "
-        f"in {seconds:.2f} s ({report.sent / seconds if seconds else 0:,.0f} events/s)"
-    )
-    if report.failed:
-        raise PipelinesError(f"{len(report.failed)} events were not acknowledged: {report.failed[0][1]}")
+
+
+def _require_topic(producer: Producer, servers: str, topic: str) -> None:
+    """Fail at once, in one line, when Kafka is unreachable or the topic is missing, instead of
+    letting every event time out minutes later (brokers of this project never create topics)."""
+    from confluent_kafka import KafkaException
+
+    try:
+        # All topics, not just this one: a metadata request naming a topic may auto-create it.
+        metadata = producer.list_topics(timeout=15)
+    except KafkaException as exc:
+        raise PipelinesError(f"cannot reach Kafka at {servers}: {exc.args[0].str()}") from None
+    if topic not in metadata.topics:
+        raise PipelinesError(
+            f"topic {topic!r} does not exist on {servers}; create it with "
+            f"`pipelines topics create {topic} --partitions 3`"
+        )

@@ -7,15 +7,24 @@ seed and the start time, never from the wall clock, so a run is reproducible.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from pipelines.generators.common import DEFAULT_START, dump_json, format_timestamp
 from pipelines.schemas import Sale
 
-DEFAULT_START = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
+__all__ = [
+    "CATEGORIES",
+    "DEFAULT_START",
+    "SALE_FIELDS",
+    "encode_sale",
+    "format_timestamp",
+    "generate_sales",
+    "sale_document",
+]
+
 CATEGORIES: tuple[tuple[str, int], ...] = (
     ("electronics", 30),
     ("books", 22),
@@ -27,11 +36,8 @@ CATEGORIES: tuple[tuple[str, int], ...] = (
 )
 """(category, weight): a long tail, like real catalogues."""
 
-
-def format_timestamp(ts: datetime) -> str:
-    """The contract's timestamp: ISO-8601 UTC with milliseconds and a `Z`."""
-    ts = ts.astimezone(UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+SALE_FIELDS = ("sale_id", "order_id", "category", "amount", "currency", "timestamp")
+"""The fields of a `sales` value, in the order they are written."""
 
 
 def generate_sales(
@@ -63,17 +69,19 @@ def generate_sales(
         )
 
 
-def encode_sale(sale: Sale) -> tuple[bytes, bytes]:
-    """(key, value) bytes of a sale as it goes on the `sales` topic."""
-    value = {
+def sale_document(sale: Sale) -> dict[str, object]:
+    """The `sales` value as a JSON object, before encoding (the amount still a Decimal)."""
+    return {
         "sale_id": sale["sale_id"],
         "order_id": sale["order_id"],
         "category": sale["category"],
-        # A JSON number with two decimals, written from the Decimal's text so no float rounding
-        # can touch it (the placeholder is replaced below).
-        "amount": "__AMOUNT__",
+        "amount": sale["amount"],
         "currency": sale["currency"],
         "timestamp": format_timestamp(sale["timestamp"]),
     }
-    text = json.dumps(value, separators=(",", ":")).replace('"__AMOUNT__"', f"{sale['amount']:.2f}")
-    return sale["sale_id"].encode(), text.encode()
+
+
+def encode_sale(sale: Sale) -> tuple[bytes, bytes]:
+    """(key, value) bytes of a sale as it goes on the `sales` topic: key `sale_id`, value compact
+    JSON with the amount a number with exactly two decimals."""
+    return sale["sale_id"].encode(), dump_json(sale_document(sale))

@@ -1,0 +1,91 @@
+"""Seeded `orders` events with a realistic shape.
+
+Customers are skewed the way shops see them: a Zipf-like law over a fixed population, so a few
+customers place many orders and most place one or two (`cust-00001` is the most active, then
+`cust-00002`, ...). Amounts have cents with a long tail, and event times move forward with small,
+bounded disorder. Event time comes from the seed and the start time, never from the wall clock.
+
+Contract (DESIGN.md): key `order_id`; value `{order_id, customer_id, amount, currency, timestamp}`
+with the amount a JSON number with two decimals and the timestamp ISO-8601 UTC with milliseconds
+and a `Z`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TypedDict
+
+from pipelines.generators.common import DEFAULT_START, dump_json, format_timestamp
+
+ORDER_FIELDS = ("order_id", "customer_id", "amount", "currency", "timestamp")
+"""The fields of an `orders` value, in the order they are written."""
+
+DEFAULT_CUSTOMERS = 2000
+ZIPF_EXPONENT = 1.1
+"""Slightly above 1: of 2000 customers, the top one places about 17% of the orders and the top ten
+about 45%, while most of the others place a handful."""
+
+
+class Order(TypedDict):
+    """An `orders` event, keyed by `order_id`."""
+
+    order_id: str
+    customer_id: str
+    amount: Decimal
+    currency: str
+    timestamp: datetime
+
+
+def customer_id(rank: int) -> str:
+    """The id of the customer with this activity rank (1 = places the most orders)."""
+    return f"cust-{rank:05d}"
+
+
+def generate_orders(
+    count: int,
+    *,
+    seed: int = 42,
+    start: datetime = DEFAULT_START,
+    customers: int = DEFAULT_CUSTOMERS,
+    mean_gap_ms: int = 100,
+    disorder_ms: int = 500,
+) -> Iterator[Order]:
+    """Yield `count` orders. The stream's clock advances by about `mean_gap_ms` per event, and each
+    event's time is that clock minus up to `disorder_ms` (small, bounded out-of-orderness); the
+    customer of an order is drawn with probability proportional to 1 / rank ** ZIPF_EXPONENT."""
+    rng = random.Random(seed)
+    ranks = range(1, customers + 1)
+    cum_weights = list(itertools.accumulate(1 / r**ZIPF_EXPONENT for r in ranks))
+    clock = start
+    for n in range(count):
+        clock += timedelta(milliseconds=rng.randint(0, 2 * mean_gap_ms))
+        event_time = clock - timedelta(milliseconds=rng.randint(0, disorder_ms))
+        cents = int(rng.lognormvariate(8.2, 0.8)) + 1  # median ~ 36 EUR, a long tail of big baskets
+        yield Order(
+            order_id=f"order-{seed}-{n:08d}",
+            customer_id=customer_id(rng.choices(ranks, cum_weights=cum_weights)[0]),
+            amount=Decimal(cents).scaleb(-2),
+            currency="EUR",
+            timestamp=event_time,
+        )
+
+
+def order_document(order: Order) -> dict[str, object]:
+    """The `orders` value as a JSON object, before encoding (the amount still a Decimal)."""
+    return {
+        "order_id": order["order_id"],
+        "customer_id": order["customer_id"],
+        "amount": order["amount"],
+        "currency": order["currency"],
+        "timestamp": format_timestamp(order["timestamp"]),
+    }
+
+
+def encode_order(order: Order) -> tuple[bytes, bytes]:
+    """(key, value) bytes of an order as it goes on the `orders` topic: key `order_id`, value
+    compact JSON with the amount a number with exactly two decimals."""
+    return order["order_id"].encode(), dump_json(order_document(order))

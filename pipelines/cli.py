@@ -17,7 +17,9 @@ import typer
 from pipelines import versions
 from pipelines.commands.broker import broker_app
 from pipelines.commands.common import ProfileOpt, err, settings_for
+from pipelines.commands.consume import consume_app
 from pipelines.commands.generate import generate_app
+from pipelines.commands.groups import groups_app
 from pipelines.commands.topics import topics_app
 from pipelines.errors import PipelinesError
 from pipelines.local import jvm
@@ -31,6 +33,8 @@ app = typer.Typer(
 app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
 app.add_typer(generate_app, name="generate")
+app.add_typer(consume_app)
+app.add_typer(groups_app, name="groups")
 
 
 @app.command("jars")

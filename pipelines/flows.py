@@ -130,12 +130,24 @@ def _observed(progress: list[dict[str, Any]], name: str, metric: str) -> int:
     return sum(int((p.get("observedMetrics") or {}).get(name, {}).get(metric) or 0) for p in progress)
 
 
+def last_committed_batch(checkpoint: Path) -> int | None:
+    """The id of the last micro-batch a query committed (its checkpoint's `commits/` log)."""
+    commits = checkpoint / "commits"
+    ids = [int(p.name) for p in commits.iterdir() if p.name.isdigit()] if commits.is_dir() else []
+    return max(ids, default=None)
+
+
 def _open_window_sales(spark: SparkSession, checkpoint: Path) -> int:
     """Sales held in the aggregation state (windows not final yet), read with Spark's
-    `statestore` data source from the query's checkpoint."""
-    if not (checkpoint / "state").is_dir():
+    `statestore` data source at the query's last committed batch (a batch that was running when
+    the job died has state files but no commit, and is not what the table reflects)."""
+    batch = last_committed_batch(checkpoint)
+    if batch is None or not (checkpoint / "state").is_dir():
         return 0
-    state = spark.read.format("statestore").load(str(checkpoint))
+    # The state store reader needs the session's state store coordinator, which Spark creates
+    # with the streaming query manager: touch it first in a session that has run no query yet.
+    _ = spark.streams.active
+    state = spark.read.format("statestore").option("batchId", batch).load(str(checkpoint))
     total = state.select(F.sum("value.count").alias("n")).first()
     return int(total["n"] or 0) if total is not None else 0
 

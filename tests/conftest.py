@@ -23,7 +23,6 @@ from pipelines.local.broker import LocalBroker
 from pipelines.local.jvm import spark_jars
 from pipelines.spark import build_session
 
-
 # Spark hands timestamps to Python as naive local datetimes; the contract is UTC, so the test
 # process runs in UTC whatever the machine's zone.
 os.environ["TZ"] = "UTC"

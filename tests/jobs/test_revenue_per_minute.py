@@ -3,7 +3,6 @@ the dead-letter topic with its reason, late rows accounted for, windows closed b
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime

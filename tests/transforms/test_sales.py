@@ -59,7 +59,8 @@ GOOD = [
     # The largest DECIMAL(12,2), and an integer amount.
     (sale(sale_id="s3", amount="9999999999.99"), "s3", "toys", Decimal("9999999999.99"),
      datetime(2026, 11, 27, 10, 0, tzinfo=UTC)),
-    (sale(sale_id="s4", amount="7"), "s4", "toys", Decimal("7.00"), datetime(2026, 11, 27, 10, 0, tzinfo=UTC)),
+    (sale(sale_id="s4", amount="7"), "s4", "toys", Decimal("7.00"),
+     datetime(2026, 11, 27, 10, 0, tzinfo=UTC)),
 ]  # fmt: skip
 
 BAD = [

@@ -15,8 +15,10 @@ one line on stderr. Producer settings, weakest first: the project's defaults, th
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -35,6 +37,8 @@ from pipelines.errors import PipelinesError
 
 if TYPE_CHECKING:
     from confluent_kafka import Producer
+
+    from pipelines.generators.events import GeneratedEvent
 
 generate_app = typer.Typer(help="Produce seeded events to Kafka.", no_args_is_help=True)
 
@@ -75,6 +79,15 @@ ProducerConfigOpt = Annotated[
     typer.Option("--producer-config", "-X", help="any librdkafka producer property k=v (repeatable)"),
 ]
 
+HeartbeatOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--heartbeat",
+        help="after the events, send a heartbeat to every partition this many seconds of event time "
+        "after the latest event, so windowed jobs close their last windows (sales only)",
+    ),
+]
+
 _ACKS = ("all", "-1", "1", "0")
 
 
@@ -93,6 +106,7 @@ def _command(event_type: str) -> Callable[..., None]:
         linger_ms: LingerOpt = None,
         batch_size: BatchSizeOpt = None,
         producer_config: ProducerConfigOpt = None,
+        heartbeat: HeartbeatOpt = None,
         bootstrap: BootstrapOpt = None,
         profile: ProfileOpt = "local",
     ) -> None:
@@ -107,6 +121,7 @@ def _command(event_type: str) -> Callable[..., None]:
             ledger=ledger,
             topic=topic,
             producer_conf=producer_overrides(acks, compression, linger_ms, batch_size, producer_config),
+            heartbeat_after_s=heartbeat,
             bootstrap=bootstrap,
             profile=profile,
         )
@@ -175,6 +190,7 @@ def generate(
     ledger: Path | None = None,
     topic: str | None = None,
     producer_conf: dict[str, str | int | bool] | None = None,
+    heartbeat_after_s: float | None = None,
     bootstrap: str | None = None,
     profile: str = "local",
 ) -> None:
@@ -206,6 +222,8 @@ def generate(
         raise PipelinesError(
             f"--late-by must be more than the normal disorder of {DISORDER_MS / 1000:g} s, not {late_by_s:g}"
         )
+    if heartbeat_after_s is not None and (event_type != "sales" or heartbeat_after_s <= 0):
+        raise PipelinesError("--heartbeat takes a positive number of seconds, and only for sales")
     if ledger is not None and not ledger.parent.is_dir():
         raise PipelinesError(f"--ledger {ledger}: the folder {ledger.parent} does not exist")
     try:
@@ -220,6 +238,9 @@ def generate(
     except ValueError as exc:
         raise PipelinesError(str(exc)) from None
     late, malformed = fault_counts(count, late_fraction, malformed_fraction)
+    latest: list[datetime | None] = [None]
+    if heartbeat_after_s is not None:
+        events = _tracking_latest(events, latest)
 
     settings = settings_for(profile)
     if topic is None:
@@ -275,12 +296,30 @@ def generate(
                 err.print(f"stopped; every event sent so far is in the ledger {ledger}", soft_wrap=True)
             raise
     err.print(report.summary() + (f"; ledger {ledger}" if ledger else ""), highlight=False, soft_wrap=True)
+    if heartbeat_after_s is not None and latest[0] is not None:
+        from pipelines.generators.heartbeat import send_heartbeats
+
+        at = latest[0] + timedelta(seconds=heartbeat_after_s)
+        sent = send_heartbeats(producer, topic, at)
+        err.print(f"sent {sent} heartbeat(s) at event time {at.isoformat()}", highlight=False, soft_wrap=True)
     failed = report.produce.failed
     if failed:
         raise PipelinesError(
             f"{len(failed):,} events were not acknowledged (first: {failed[0][1]})"
             + (f"; the ledger marks them with an error: {ledger}" if ledger else "")
         )
+
+
+def _tracking_latest(
+    events: Iterator[GeneratedEvent], latest: list[datetime | None]
+) -> Iterator[GeneratedEvent]:
+    """Pass events through, keeping in `latest[0]` the latest event time of the valid ones."""
+    for event in events:
+        if event.kind == "valid":
+            at = datetime.fromisoformat(json.loads(event.value)["timestamp"].replace("Z", "+00:00"))
+            if latest[0] is None or at > latest[0]:
+                latest[0] = at
+        yield event
 
 
 def _require_topic(producer: Producer, servers: str, topic: str) -> None:

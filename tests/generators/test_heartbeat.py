@@ -1,0 +1,54 @@
+"""`pipelines generate sales --heartbeat S`: one heartbeat per partition, S seconds of event time
+after the latest valid event, after every event (so a windowed job can close its last windows)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import app
+from pipelines.generators.ledger import read_ledger
+from tests.generators.test_generate_command import read_whole_topic, runner
+
+pytestmark = pytest.mark.kafka
+
+
+def test_heartbeats_follow_the_events_on_every_partition(
+    bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_path: Path
+) -> None:
+    topic = new_topic(partitions=3)
+    ledger = tmp_path / "ledger.jsonl"
+    result = runner.invoke(
+        app,
+        ["generate", "sales", "--count", "500", "--late-fraction", "0.1", "--heartbeat", "90",
+         "--ledger", str(ledger), "--topic", topic, "-b", bootstrap],
+    )  # fmt: skip
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "sent 3 heartbeat(s)" in result.stderr
+
+    latest = max(
+        datetime.strptime(json.loads(e.value)["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        for e in read_ledger(ledger)
+        if e.kind == "valid"
+    )
+    beat_at = (latest + timedelta(seconds=90)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    records = read_whole_topic(bootstrap, topic, group_id)
+    assert len(records) == 503
+    heartbeats = sorted((p, v) for p, _, k, v in records if k == b"heartbeat")
+    expected_value = f'{{"heartbeat":true,"timestamp":"{beat_at}"}}'.encode()
+    assert heartbeats == [(0, expected_value), (1, expected_value), (2, expected_value)]
+    # Each heartbeat is the last record of its partition.
+    last = {p: max(o for q, o, _, _ in records if q == p) for p in (0, 1, 2)}
+    assert all(k == b"heartbeat" for p, o, k, _ in records if o == last[p])
+
+
+def test_heartbeat_is_refused_for_orders(bootstrap: str, new_topic: Callable[..., str]) -> None:
+    topic = new_topic(partitions=1)
+    result = runner.invoke(
+        app, ["generate", "orders", "--heartbeat", "60", "--topic", topic, "-b", bootstrap]
+    )
+    assert result.exit_code != 0

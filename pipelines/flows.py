@@ -320,3 +320,95 @@ def start_revenue_per_minute(
             q.stop()
         raise
     return job
+
+
+CUSTOMER_ORDER_COUNTS = "customer_order_counts"
+CUSTOMER_COUNTS_TOPIC = "customer-order-counts"
+
+
+def start_customer_order_counts(
+    spark: SparkSession,
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    checkpoint: Path,
+    sink: str = "kafka",
+    output_topic: str = CUSTOMER_COUNTS_TOPIC,
+    delta_path: Path | None = None,
+    dlq_topic: str | None = None,
+    trigger: str = "available-now",
+    starting_offsets: str = "earliest",
+    max_offsets_per_trigger: int | None = None,
+) -> dict[str, StreamingQuery]:
+    """Running order count and amount per customer from `topic` (update mode):
+
+    * `kafka`: every changed customer to `output_topic`, keyed by `customer_id` (make it a
+      compacted topic: the latest record per key is the current count);
+    * `delta`: a MERGE by `customer_id` into `delta_path`, idempotent on replay;
+    * `dlq`: orders that do not parse, to `dlq_topic` (default `<topic>.dlq`).
+
+    The counts live in the query's RocksDB state (changelog checkpointing), so a restart on the
+    same checkpoint continues them; `read_customer_state` reads that state directly.
+    """
+    from pipelines.transforms.orders import (
+        parse_orders,
+        to_customer_count_records,
+        to_customer_order_counts,
+    )
+
+    if sink not in SINKS:
+        raise ValueError(f"sink must be one of {SINKS}")
+    if sink in ("delta", "both") and delta_path is None:
+        raise ValueError("a Delta sink needs delta_path")
+    trig = trigger_kwargs(trigger)
+
+    def parsed() -> DataFrame:
+        return read_kafka_stream(
+            spark, bootstrap_servers=bootstrap_servers, topic=topic, starting_offsets=starting_offsets,
+            max_offsets_per_trigger=max_offsets_per_trigger,
+        ).transform(parse_orders)  # fmt: skip
+
+    queries: dict[str, StreamingQuery] = {}
+    try:
+        queries["dlq"] = start_kafka_sink(
+            parsed().transform(filter_bad_records).transform(to_dead_letters),
+            bootstrap_servers=bootstrap_servers, topic=dlq_topic or f"{topic}.dlq",
+            checkpoint=checkpoint / "dlq", trigger=trig, query_name=f"{CUSTOMER_ORDER_COUNTS}_dlq",
+        )  # fmt: skip
+        if sink in ("kafka", "both"):
+            queries["kafka"] = start_kafka_sink(
+                parsed().transform(to_customer_order_counts).transform(to_customer_count_records),
+                bootstrap_servers=bootstrap_servers, topic=output_topic, checkpoint=checkpoint / "kafka",
+                trigger=trig, query_name=f"{CUSTOMER_ORDER_COUNTS}_kafka", output_mode="update",
+            )  # fmt: skip
+        if sink in ("delta", "both"):
+            assert delta_path is not None
+            queries["delta"] = start_delta_merge(
+                parsed().transform(to_customer_order_counts), delta_path=delta_path,
+                checkpoint=checkpoint / "merge", trigger=trig, query_name=f"{CUSTOMER_ORDER_COUNTS}_merge",
+                keys=("customer_id",),
+            )  # fmt: skip
+    except Exception:
+        for q in queries.values():
+            q.stop()
+        raise
+    return queries
+
+
+def read_customer_state(spark: SparkSession, query_checkpoint: Path) -> DataFrame:
+    """The per-customer counts held in a customer-count query's state store, at its last committed
+    batch: customer_id, order_count, total_amount (what the query would emit next)."""
+    batch = last_committed_batch(query_checkpoint)
+    if batch is None:
+        raise ValueError(f"{query_checkpoint} has no committed batch")
+    _ = spark.streams.active  # the reader needs the session's state store coordinator
+    return (
+        spark.read.format("statestore")
+        .option("batchId", batch)
+        .load(str(query_checkpoint))
+        .select(
+            F.col("key.customer_id").alias("customer_id"),
+            F.col("value.count").alias("order_count"),
+            F.col("value.sum").cast("decimal(18,2)").alias("total_amount"),
+        )
+    )

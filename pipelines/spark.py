@@ -47,6 +47,10 @@ def session_conf(
         "spark.sql.streaming.stateStore.providerClass": (
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
         ),
+        # Each batch uploads only the changes to the state, not a RocksDB snapshot.
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # Keep every batch's progress of a run (the default, 100, loses the start of long runs).
+        "spark.sql.streaming.numRecentProgressUpdates": "10000",
         "spark.databricks.delta.optimizeWrite.enabled": "true",
     }
     if master:

@@ -1,169 +1,25 @@
-"""Parsing Kafka records of the `sales` topic into typed rows, with every bad record split off.
-
-Spark's permissive `from_json` turns garbage into nulls without a word. Here each record is parsed
-with `try_parse_json` into a VARIANT, and every field is checked for presence and JSON type before
-it is cast, so a record is either a typed sale, a heartbeat, or a dead letter carrying a reason:
-
-| `error_reason`          | when                                                                     |
-|-------------------------|--------------------------------------------------------------------------|
-| `empty_value`           | the value is null or zero bytes                                          |
-| `invalid_utf8`          | the value is not valid UTF-8                                             |
-| `invalid_json`          | the value is not a JSON object                                           |
-| `missing_field:<field>` | a contract field is absent or JSON null (first one, in contract order)   |
-| `bad_type:<field>`      | a text field is not a string; `amount` is not a number, has more than    |
-|                         | two decimals or does not fit DECIMAL(12,2)                               |
-| `bad_timestamp`         | `timestamp` is not ISO-8601 UTC with milliseconds and a `Z`              |
-| `negative_amount`       | `amount` is below zero (0.00 is a valid amount)                          |
-
-Heartbeats (`{"heartbeat": true, "timestamp": "..."}`) are valid records that carry only event
-time: they advance the watermark when sales go quiet and are filtered out before aggregating.
-"""
+"""The `sales` topic: parsed with the shared event parser (`pipelines.transforms.parsing`), and the
+rows of the spine's `sales` Delta table."""
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.schemas import MONEY, TIMESTAMP_FORMAT
+from pipelines.transforms.parsing import SALES, filter_bad_records, filter_valid, parse_events
 
-TEXT_FIELDS = ("sale_id", "order_id", "category")
-SALE_FIELDS = ("sale_id", "order_id", "category", "amount", "currency", "timestamp")
-"""The contract's fields in contract order (the order `missing_field` reports the first of)."""
-KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset")
-_AMOUNT_JSON_TYPES = r"^(BIGINT|DOUBLE|DECIMAL\(\d+,[0-2]\))$"
-"""JSON numbers as VARIANT types: integers, doubles (exponent notation), decimals of <= 2 places."""
-
-
-def parse_timestamp(col: Column) -> Column:
-    """Contract timestamp text (`2026-11-27T10:00:00.123Z`) -> TIMESTAMP, null when malformed."""
-    return F.try_to_timestamp(col, F.lit(TIMESTAMP_FORMAT))
-
-
-def _field(doc: Column, name: str) -> Column:
-    return F.variant_get(doc, f"$.{name}", "variant")
-
-
-def _is_missing(doc: Column, name: str) -> Column:
-    value = _field(doc, name)
-    return value.isNull() | F.is_variant_null(value)
-
-
-def _json_type(doc: Column, name: str) -> Column:
-    return F.schema_of_variant(_field(doc, name))
-
-
-def _error_reason(
-    text: Column, doc: Column, amount: Column, event_time: Column, is_heartbeat: Column
-) -> Column:
-    """The first thing wrong with a record, as a reason code; null for a good one."""
-    required = [f for f in SALE_FIELDS if f != "timestamp"]
-    reason = F.when(F.col("value").isNull() | (F.length(F.col("value")) == 0), F.lit("empty_value"))
-    reason = reason.when(~F.is_valid_utf8(text), F.lit("invalid_utf8"))
-    reason = reason.when(
-        doc.isNull() | ~F.schema_of_variant(doc).startswith("OBJECT<"), F.lit("invalid_json")
-    )
-    reason = reason.when(_is_missing(doc, "timestamp"), F.lit("missing_field:timestamp"))
-    reason = reason.when(_json_type(doc, "timestamp") != "STRING", F.lit("bad_type:timestamp"))
-    reason = reason.when(event_time.isNull(), F.lit("bad_timestamp"))
-    reason = reason.when(is_heartbeat, F.lit(None))
-    for name in required:
-        reason = reason.when(_is_missing(doc, name), F.lit(f"missing_field:{name}"))
-    for name in (*TEXT_FIELDS, "currency"):
-        reason = reason.when(_json_type(doc, name) != "STRING", F.lit(f"bad_type:{name}"))
-    reason = reason.when(
-        ~_json_type(doc, "amount").rlike(_AMOUNT_JSON_TYPES) | amount.isNull(), F.lit("bad_type:amount")
-    )
-    return reason.when(amount < 0, F.lit("negative_amount"))
-
-
-def _error_detail(reason: Column, doc: Column, text: Column, amount: Column) -> Column:
-    """A human-readable sentence for each reason code (the `error.detail` dead-letter header)."""
-    field_name = F.regexp_extract(reason, r"^[a-z_]+:(.+)$", 1)
-    field_type = F.schema_of_variant(F.variant_get(doc, F.concat(F.lit("$."), field_name), "variant"))
-    return (
-        F.when(reason == "empty_value", F.lit("the record has no value"))
-        .when(reason == "invalid_utf8", F.lit("the value is not valid UTF-8 text"))
-        .when(
-            reason == "invalid_json",
-            F.concat(F.lit("the value is not a JSON object: "), F.left(text, F.lit(80))),
-        )
-        .when(
-            reason.startswith("missing_field:"),
-            F.concat(F.lit("required field '"), field_name, F.lit("' is missing or null")),
-        )
-        .when(
-            reason == "bad_type:amount",
-            F.concat(
-                F.lit("field 'amount' must be a JSON number with at most two decimals that fits "),
-                F.lit("DECIMAL(12,2), got "),
-                F.left(F.to_json(_field(doc, "amount")), F.lit(40)),
-                F.lit(" ("), field_type, F.lit(")"),
-            ),
-        )
-        .when(
-            reason.startswith("bad_type:"),
-            F.concat(F.lit("field '"), field_name, F.lit("' must be a JSON string, got "), field_type),
-        )
-        .when(
-            reason == "bad_timestamp",
-            F.concat(
-                F.lit("timestamp "),
-                F.left(F.to_json(_field(doc, "timestamp")), F.lit(40)),
-                F.lit(" is not ISO-8601 UTC with milliseconds and Z (2026-11-27T10:00:00.123Z)"),
-            ),
-        )
-        .when(
-            reason == "negative_amount",
-            F.concat(F.lit("amount "), amount.cast("string"), F.lit(" is negative")),
-        )
-    )  # fmt: skip
+__all__ = ["filter_bad_records", "filter_valid_sales", "parse_sales", "to_sales_rows"]
 
 
 def parse_sales(kafka_df: DataFrame) -> DataFrame:
-    """Kafka source rows -> the Kafka columns plus typed sale columns, `is_heartbeat`,
-    `error_reason` and `error_detail` (both null for a good record).
-
-    Output: key, value, topic, partition, offset, sale_id, order_id, category, amount
-    (DECIMAL(12,2)), currency, event_time (TIMESTAMP), is_heartbeat, error_reason, error_detail.
-    Typed columns are null on a record with an error; nothing is dropped here.
-    """
-    text = F.col("value").cast("string")
-    doc = F.col("_doc")
-    with_checks = (
-        kafka_df.withColumn("_doc", F.try_parse_json(text))
-        .withColumn("_amount", F.try_variant_get(doc, "$.amount", MONEY.simpleString()))
-        .withColumn("_event_time", parse_timestamp(F.variant_get(doc, "$.timestamp", "string")))
-        .withColumn("_hb", F.coalesce(F.try_variant_get(doc, "$.heartbeat", "boolean"), F.lit(False)))
-        .withColumn(
-            "error_reason",
-            _error_reason(text, doc, F.col("_amount"), F.col("_event_time"), F.col("_hb")),
-        )
-    )
-    is_sale = F.col("error_reason").isNull() & ~F.col("_hb")
-
-    def sale_text(name: str) -> Column:
-        return F.when(is_sale, F.variant_get(doc, f"$.{name}", "string")).alias(name)
-
-    return with_checks.select(
-        *KAFKA_COLUMNS,
-        *[sale_text(f) for f in TEXT_FIELDS],
-        F.when(is_sale, F.col("_amount")).alias("amount"),
-        sale_text("currency"),
-        F.when(F.col("error_reason").isNull(), F.col("_event_time")).alias("event_time"),
-        (F.col("error_reason").isNull() & F.col("_hb")).alias("is_heartbeat"),
-        "error_reason",
-        _error_detail(F.col("error_reason"), doc, text, F.col("_amount")).alias("error_detail"),
-    )
+    """Kafka rows of `sales` -> key, value, topic, partition, offset, sale_id, order_id, category,
+    amount (DECIMAL(12,2)), currency, event_time, is_heartbeat, error_reason, error_detail."""
+    return parse_events(kafka_df, SALES)
 
 
 def filter_valid_sales(parsed_df: DataFrame) -> DataFrame:
     """Good records (sales and heartbeats) of `parse_sales` output."""
-    return parsed_df.filter(F.col("error_reason").isNull())
-
-
-def filter_bad_records(parsed_df: DataFrame) -> DataFrame:
-    """Records with an error (for the dead-letter topic and the run's accounting)."""
-    return parsed_df.filter(F.col("error_reason").isNotNull())
+    return filter_valid(parsed_df)
 
 
 def to_sales_rows(parsed_df: DataFrame) -> DataFrame:

@@ -1,0 +1,184 @@
+"""Parsing Kafka records of the event topics into typed rows, with every bad record split off.
+
+Spark's permissive `from_json` turns garbage into nulls without a word. Here each record is parsed
+with `try_parse_json` into a VARIANT, and every field is checked for presence and JSON type before
+it is cast, so a record is either a typed event, a heartbeat (sales only), or a dead letter
+carrying a reason:
+
+| `error_reason`          | when                                                                     |
+|-------------------------|--------------------------------------------------------------------------|
+| `empty_value`           | the value is null or zero bytes                                          |
+| `invalid_utf8`          | the value is not valid UTF-8                                             |
+| `invalid_json`          | the value is not a JSON object                                           |
+| `missing_field:<field>` | a contract field is absent or JSON null (first one, in contract order)   |
+| `bad_type:<field>`      | a text field is not a string; `amount` is not a number, has more than    |
+|                         | two decimals or does not fit DECIMAL(12,2)                               |
+| `bad_timestamp`         | `timestamp` is not ISO-8601 UTC with milliseconds and a `Z`              |
+| `negative_amount`       | `amount` is below zero (0.00 is a valid amount)                          |
+
+Heartbeats (`{"heartbeat": true, "timestamp": "..."}`) are valid records that carry only event
+time: they advance the watermark when events go quiet and are filtered out before aggregating.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from pipelines.schemas import MONEY, TIMESTAMP_FORMAT
+
+KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset")
+_AMOUNT_JSON_TYPES = r"^(BIGINT|DOUBLE|DECIMAL\(\d+,[0-2]\))$"
+"""JSON numbers as VARIANT types: integers, doubles (exponent notation), decimals of <= 2 places."""
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """What a topic's events look like: the fields in contract order (`amount` is money,
+    `timestamp` the event time, every other field a string) and whether heartbeats may appear."""
+
+    fields: tuple[str, ...]
+    heartbeats: bool = False
+
+    @property
+    def text_fields(self) -> tuple[str, ...]:
+        return tuple(f for f in self.fields if f not in ("amount", "timestamp"))
+
+
+SALES = EventSpec(("sale_id", "order_id", "category", "amount", "currency", "timestamp"), heartbeats=True)
+ORDERS = EventSpec(("order_id", "customer_id", "amount", "currency", "timestamp"))
+
+
+def parse_timestamp(col: Column) -> Column:
+    """Contract timestamp text (`2026-11-27T10:00:00.123Z`) -> TIMESTAMP, null when malformed."""
+    return F.try_to_timestamp(col, F.lit(TIMESTAMP_FORMAT))
+
+
+def _field(doc: Column, name: str) -> Column:
+    return F.variant_get(doc, f"$.{name}", "variant")
+
+
+def _is_missing(doc: Column, name: str) -> Column:
+    value = _field(doc, name)
+    return value.isNull() | F.is_variant_null(value)
+
+
+def _json_type(doc: Column, name: str) -> Column:
+    return F.schema_of_variant(_field(doc, name))
+
+
+def _error_reason(
+    spec: EventSpec, text: Column, doc: Column, amount: Column, event_time: Column, is_heartbeat: Column
+) -> Column:
+    """The first thing wrong with a record, as a reason code; null for a good one."""
+    required = [f for f in spec.fields if f != "timestamp"]
+    reason = F.when(F.col("value").isNull() | (F.length(F.col("value")) == 0), F.lit("empty_value"))
+    reason = reason.when(~F.is_valid_utf8(text), F.lit("invalid_utf8"))
+    reason = reason.when(
+        doc.isNull() | ~F.schema_of_variant(doc).startswith("OBJECT<"), F.lit("invalid_json")
+    )
+    reason = reason.when(_is_missing(doc, "timestamp"), F.lit("missing_field:timestamp"))
+    reason = reason.when(_json_type(doc, "timestamp") != "STRING", F.lit("bad_type:timestamp"))
+    reason = reason.when(event_time.isNull(), F.lit("bad_timestamp"))
+    reason = reason.when(is_heartbeat, F.lit(None))
+    for name in required:
+        reason = reason.when(_is_missing(doc, name), F.lit(f"missing_field:{name}"))
+    for name in spec.text_fields:
+        reason = reason.when(_json_type(doc, name) != "STRING", F.lit(f"bad_type:{name}"))
+    reason = reason.when(
+        ~_json_type(doc, "amount").rlike(_AMOUNT_JSON_TYPES) | amount.isNull(), F.lit("bad_type:amount")
+    )
+    return reason.when(amount < 0, F.lit("negative_amount"))
+
+
+def _error_detail(reason: Column, doc: Column, text: Column, amount: Column) -> Column:
+    """A human-readable sentence for each reason code (the `error.detail` dead-letter header)."""
+    field_name = F.regexp_extract(reason, r"^[a-z_]+:(.+)$", 1)
+    field_type = F.schema_of_variant(F.variant_get(doc, F.concat(F.lit("$."), field_name), "variant"))
+    return (
+        F.when(reason == "empty_value", F.lit("the record has no value"))
+        .when(reason == "invalid_utf8", F.lit("the value is not valid UTF-8 text"))
+        .when(
+            reason == "invalid_json",
+            F.concat(F.lit("the value is not a JSON object: "), F.left(text, F.lit(80))),
+        )
+        .when(
+            reason.startswith("missing_field:"),
+            F.concat(F.lit("required field '"), field_name, F.lit("' is missing or null")),
+        )
+        .when(
+            reason == "bad_type:amount",
+            F.concat(
+                F.lit("field 'amount' must be a JSON number with at most two decimals that fits "),
+                F.lit("DECIMAL(12,2), got "),
+                F.left(F.to_json(_field(doc, "amount")), F.lit(40)),
+                F.lit(" ("), field_type, F.lit(")"),
+            ),
+        )
+        .when(
+            reason.startswith("bad_type:"),
+            F.concat(F.lit("field '"), field_name, F.lit("' must be a JSON string, got "), field_type),
+        )
+        .when(
+            reason == "bad_timestamp",
+            F.concat(
+                F.lit("timestamp "),
+                F.left(F.to_json(_field(doc, "timestamp")), F.lit(40)),
+                F.lit(" is not ISO-8601 UTC with milliseconds and Z (2026-11-27T10:00:00.123Z)"),
+            ),
+        )
+        .when(
+            reason == "negative_amount",
+            F.concat(F.lit("amount "), amount.cast("string"), F.lit(" is negative")),
+        )
+    )  # fmt: skip
+
+
+def parse_events(kafka_df: DataFrame, spec: EventSpec) -> DataFrame:
+    """Kafka source rows -> the Kafka columns, the event's typed fields in contract order
+    (`amount` as DECIMAL(12,2), `timestamp` as `event_time` TIMESTAMP), `is_heartbeat`,
+    `error_reason` and `error_detail` (both null for a good record).
+
+    Typed columns are null on a record with an error; nothing is dropped here.
+    """
+    text = F.col("value").cast("string")
+    doc = F.col("_doc")
+    heartbeat = F.try_variant_get(doc, "$.heartbeat", "boolean") if spec.heartbeats else F.lit(False)
+    with_checks = (
+        kafka_df.withColumn("_doc", F.try_parse_json(text))
+        .withColumn("_amount", F.try_variant_get(doc, "$.amount", MONEY.simpleString()))
+        .withColumn("_event_time", parse_timestamp(F.variant_get(doc, "$.timestamp", "string")))
+        .withColumn("_hb", F.coalesce(heartbeat, F.lit(False)))
+        .withColumn(
+            "error_reason",
+            _error_reason(spec, text, doc, F.col("_amount"), F.col("_event_time"), F.col("_hb")),
+        )
+    )
+    is_event = F.col("error_reason").isNull() & ~F.col("_hb")
+
+    def typed(name: str) -> Column:
+        if name == "amount":
+            return F.when(is_event, F.col("_amount")).alias("amount")
+        if name == "timestamp":
+            return F.when(F.col("error_reason").isNull(), F.col("_event_time")).alias("event_time")
+        return F.when(is_event, F.variant_get(doc, f"$.{name}", "string")).alias(name)
+
+    return with_checks.select(
+        *KAFKA_COLUMNS,
+        *[typed(f) for f in spec.fields],
+        (F.col("error_reason").isNull() & F.col("_hb")).alias("is_heartbeat"),
+        "error_reason",
+        _error_detail(F.col("error_reason"), doc, text, F.col("_amount")).alias("error_detail"),
+    )
+
+
+def filter_valid(parsed_df: DataFrame) -> DataFrame:
+    """Good records (events and heartbeats) of `parse_events` output."""
+    return parsed_df.filter(F.col("error_reason").isNull())
+
+
+def filter_bad_records(parsed_df: DataFrame) -> DataFrame:
+    """Records with an error (for the dead-letter topic and the run's accounting)."""
+    return parsed_df.filter(F.col("error_reason").isNotNull())

@@ -1,7 +1,8 @@
-"""Writers: Delta tables (exactly-once through the checkpoint) and, later, Kafka and dead letters."""
+"""Writers: Delta (append, exactly-once through the checkpoint; MERGE, idempotent on replay) and Kafka."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,29 +70,22 @@ def start_kafka_sink(
     return writer.trigger(**trigger).start()
 
 
-def start_delta_merge(
-    df: DataFrame,
-    *,
-    delta_path: Path,
-    checkpoint: Path,
-    trigger: dict[str, Any],
-    query_name: str,
-    keys: tuple[str, ...],
-) -> StreamingQuery:
-    """Upsert each micro-batch of an update-mode stream into the Delta table at `delta_path`.
+def merge_into_delta(
+    delta_path: Path, keys: tuple[str, ...], app_id: str
+) -> Callable[[DataFrame, int], None]:
+    """A `foreachBatch` function that upserts a batch into the Delta table at `delta_path` by `keys`.
 
-    Idempotent on replay: every MERGE carries the Delta transaction id (`txnAppId` = this query's
-    checkpoint, `txnVersion` = the batch id), so a batch re-run after a crash is skipped by Delta
-    instead of being applied twice.
+    Idempotent on replay: each MERGE carries the Delta transaction id (`txnAppId` = `app_id`,
+    `txnVersion` = the batch id); Delta skips a write whose version for that app id it has already
+    committed, so a batch re-run after a crash is not applied twice.
     """
     from delta.tables import DeltaTable
 
-    app_id = f"merge:{checkpoint.resolve()}"
     condition = " AND ".join(f"t.{k} = s.{k}" for k in keys)
 
     def merge_batch(batch_df: DataFrame, batch_id: int) -> None:
         spark = batch_df.sparkSession
-        (DeltaTable.createIfNotExists(spark).location(str(delta_path)).addColumns(batch_df.schema).execute())
+        DeltaTable.createIfNotExists(spark).location(str(delta_path)).addColumns(batch_df.schema).execute()
         spark.conf.set("spark.databricks.delta.write.txnAppId", app_id)
         spark.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
         try:
@@ -107,10 +101,24 @@ def start_delta_merge(
             spark.conf.unset("spark.databricks.delta.write.txnAppId")
             spark.conf.unset("spark.databricks.delta.write.txnVersion")
 
+    return merge_batch
+
+
+def start_delta_merge(
+    df: DataFrame,
+    *,
+    delta_path: Path,
+    checkpoint: Path,
+    trigger: dict[str, Any],
+    query_name: str,
+    keys: tuple[str, ...],
+) -> StreamingQuery:
+    """Upsert each micro-batch of an update-mode stream into the Delta table at `delta_path`,
+    idempotently (see `merge_into_delta`; the app id is this query's checkpoint)."""
     return (
         df.writeStream.outputMode("update")
         .queryName(query_name)
-        .foreachBatch(merge_batch)
+        .foreachBatch(merge_into_delta(delta_path, keys, f"merge:{checkpoint.resolve()}"))
         .option("checkpointLocation", str(checkpoint))
         .trigger(**trigger)
         .start()

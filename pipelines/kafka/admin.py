@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import (
@@ -221,3 +222,57 @@ def add_partitions(bootstrap_servers: str, name: str, total: int, timeout_s: flo
         raise PipelinesError(f"cannot add partitions to {name!r}: {_broker_error(exc).str()}") from None
     wait_for_leaders(admin, name, total, timeout_s)
     return current
+
+
+def end_offsets(bootstrap_servers: str, topic: str, timeout_s: float = 15.0) -> dict[int, int]:
+    """Partition -> log-end offset (the offset the next record will get) of `topic`."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap_servers, "group.id": "pipelines-offsets", "enable.auto.commit": 0},
+        logger=_LIBRDKAFKA_LOG,
+    )
+    try:
+        md = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if md is None or md.error is not None:
+            raise PipelinesError(f"topic {topic!r} does not exist")
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
+            for p in sorted(md.partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def read_range(
+    bootstrap_servers: str, topic: str, start: dict[int, int], end: dict[int, int], timeout_s: float = 30.0
+) -> list[Any]:
+    """Every record of `topic` from `start` (inclusive) to `end` (exclusive) offsets per partition."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    wanted = {p: (start.get(p, 0), e) for p, e in end.items() if e > start.get(p, 0)}
+    if not wanted:
+        return []
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap_servers, "group.id": "pipelines-reader", "enable.auto.commit": False},
+        logger=_LIBRDKAFKA_LOG,
+    )
+    records: list[Any] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, s) for p, (s, _) in wanted.items()])
+        remaining = set(wanted)
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error() is not None:
+                continue
+            p, o = msg.partition(), msg.offset()
+            if p in remaining and o is not None and o < wanted[p][1]:
+                records.append(msg)
+            if p is not None and o is not None and o + 1 >= wanted[p][1]:
+                remaining.discard(p)
+        if remaining:
+            raise PipelinesError(f"could not read {topic!r} to its end offsets within {timeout_s} s")
+        return records
+    finally:
+        consumer.close()

@@ -100,7 +100,8 @@ def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) 
         say("running jobs/revenue_per_minute.py until every window of this run is final")
         job = start_revenue_per_minute(
             spark, bootstrap_servers=servers, topic=topic.name,
-            checkpoint=checkpoint_dir / "revenue_per_minute", delta_path=table_path, dlq_topic=dlq, trigger="processing-time=0 seconds",
+            checkpoint=checkpoint_dir / "revenue_per_minute", delta_path=table_path, dlq_topic=dlq,
+            trigger="processing-time=0 seconds",
             max_offsets_per_trigger=500,  # several batches, so the watermark has something to drop
         )  # fmt: skip
         last_window = latest.replace(second=0, microsecond=0)

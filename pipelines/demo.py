@@ -93,9 +93,12 @@ def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) 
         say("starting Spark (local[*]) with the Kafka and Delta connectors")
         # Imported here: pyspark is slow to import and only this part needs it.
         from pipelines.flows import start_revenue_per_minute
+        from pipelines.monitor.progress import ProgressRecorder
         from pipelines.spark import session_for_job
 
         spark = session_for_job("pipelines-demo", settings, environ)
+        # Every batch's progress, where `pipelines status` finds it.
+        spark.streams.addListener(ProgressRecorder(checkpoint_dir / "revenue_per_minute.progress.jsonl"))
         table_path = data_dir / "revenue_per_minute"
         say("running jobs/revenue_per_minute.py until every window of this run is final")
         job = start_revenue_per_minute(

@@ -32,6 +32,8 @@ def session_conf(
     shuffle_partitions: int = 4,
     ui_enabled: bool = False,
     log4j_config: Path | None = None,
+    log_dir: Path | None = None,
+    verbose: bool = False,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The configuration `build_session` applies, as plain key/values (tested on its own)."""
@@ -63,6 +65,11 @@ def session_conf(
         conf["spark.jars"] = ",".join(str(p) for p in jars)
     if log4j_config is not None:
         opt = f"-Dlog4j2.configurationFile=file:{log4j_config.resolve()}"
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            opt += f" -Dpipelines.log.dir={log_dir.resolve()}"
+        if verbose:
+            opt += " -Dpipelines.console.level=info"
         conf["spark.driver.extraJavaOptions"] = opt
         conf["spark.executor.extraJavaOptions"] = opt
     conf.update(extra or {})
@@ -77,6 +84,8 @@ def build_session(
     shuffle_partitions: int = 4,
     ui_enabled: bool = False,
     log4j_config: Path | None = None,
+    log_dir: Path | None = None,
+    verbose: bool = False,
     extra: Mapping[str, str] | None = None,
 ) -> SparkSession:
     """Create (or return the running) SparkSession with Kafka and Delta available.
@@ -91,15 +100,18 @@ def build_session(
         shuffle_partitions=shuffle_partitions,
         ui_enabled=ui_enabled,
         log4j_config=log4j_config,
+        log_dir=log_dir,
+        verbose=verbose,
         extra=extra,
     ).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
     return spark
 
 
-def session_for_job(app_name: str, settings: Settings, environ: Mapping[str, str]) -> SparkSession:
+def session_for_job(
+    app_name: str, settings: Settings, environ: Mapping[str, str], *, verbose: bool = False
+) -> SparkSession:
     """The session of a job entry point: local jars, master and log config from the settings when
     started with `python`, or what spark-submit provided when started by spark-submit."""
     if launched_by_spark_submit(environ):
@@ -118,6 +130,8 @@ def session_for_job(app_name: str, settings: Settings, environ: Mapping[str, str
         shuffle_partitions=settings.spark.shuffle_partitions,
         ui_enabled=settings.spark.ui_enabled,
         log4j_config=settings.resolve_path(log4j) if log4j else None,
+        log_dir=settings.resolve_path(settings.paths.data_dir).parent / "logs",
+        verbose=verbose,
     )
 
 

@@ -76,7 +76,9 @@ def group_id(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def spark(jars_dir: Path, settings: Settings) -> Iterator[SparkSession]:
+def spark(
+    jars_dir: Path, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SparkSession]:
     """The test run's one SparkSession: local[2], 2 shuffle partitions, UI off, UTC, local jars."""
     session = build_session(
         "pipelines-tests",
@@ -85,6 +87,7 @@ def spark(jars_dir: Path, settings: Settings) -> Iterator[SparkSession]:
         shuffle_partitions=2,
         ui_enabled=False,
         log4j_config=settings.resolve_path(Path("conf/log4j2.properties")),
+        log_dir=tmp_path_factory.mktemp("spark-logs"),
     )
     yield session
     session.stop()

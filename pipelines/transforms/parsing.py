@@ -137,7 +137,8 @@ def _error_detail(reason: Column, doc: Column, text: Column, amount: Column) -> 
 
 
 def parse_events(kafka_df: DataFrame, spec: EventSpec) -> DataFrame:
-    """Kafka source rows -> the Kafka columns, the event's typed fields in contract order
+    """Kafka source rows -> the Kafka columns (and `headers` if present), the event's typed fields in
+    contract order
     (`amount` as DECIMAL(12,2), `timestamp` as `event_time` TIMESTAMP), `is_heartbeat`,
     `error_reason` and `error_detail` (both null for a good record).
 
@@ -165,8 +166,10 @@ def parse_events(kafka_df: DataFrame, spec: EventSpec) -> DataFrame:
             return F.when(F.col("error_reason").isNull(), F.col("_event_time")).alias("event_time")
         return F.when(is_event, F.variant_get(doc, f"$.{name}", "string")).alias(name)
 
+    # Headers ride along when the source was read with includeHeaders=true (shipments carry them).
+    passthrough = [*KAFKA_COLUMNS, *(["headers"] if "headers" in kafka_df.columns else [])]
     return with_checks.select(
-        *KAFKA_COLUMNS,
+        *passthrough,
         *[typed(f) for f in spec.fields],
         (F.col("error_reason").isNull() & F.col("_hb")).alias("is_heartbeat"),
         "error_reason",

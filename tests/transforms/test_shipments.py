@@ -1,0 +1,138 @@
+"""Orders -> shipments on batch DataFrames shaped like the kafka source's output with headers:
+every valid order becomes exactly its shipment (key and headers untouched, created_at the same
+text), every bad one is no shipment and becomes a dead letter with its reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from pipelines.transforms.dead_letters import to_dead_letters
+from pipelines.transforms.orders import parse_orders
+from pipelines.transforms.parsing import filter_bad_records
+from pipelines.transforms.shipments import parse_orders_with_headers, to_shipments
+
+pytestmark = pytest.mark.spark
+
+HEADERS = ArrayType(StructType([StructField("key", StringType()), StructField("value", BinaryType())]))
+KAFKA_ROWS = StructType(
+    [
+        StructField("key", BinaryType()),
+        StructField("value", BinaryType()),
+        StructField("topic", StringType()),
+        StructField("partition", IntegerType()),
+        StructField("offset", LongType()),
+        StructField("headers", HEADERS),
+    ]
+)
+SHIPMENT_ROWS = StructType(
+    [StructField("key", BinaryType()), StructField("value", StringType()), StructField("headers", HEADERS)]
+)
+
+Headers = list[tuple[str, bytes | None]] | None
+
+
+def order(
+    order_id: str, customer_id: str = "cust-00001", timestamp: str = "2026-11-27T10:00:00.123Z"
+) -> bytes:
+    return json.dumps(
+        {"order_id": order_id, "customer_id": customer_id, "amount": 12.5, "currency": "EUR",
+         "timestamp": timestamp}, ensure_ascii=False,
+    ).encode()  # fmt: skip
+
+
+def shipment(order_id: str, customer_id: str, created_at: str) -> str:
+    """The expected value, written out independently of the code under test."""
+    return json.dumps(
+        {"shipment_id": f"ship-{order_id}", "order_id": order_id, "customer_id": customer_id,
+         "status": "pending", "created_at": created_at},
+        separators=(",", ":"), ensure_ascii=False,
+    )  # fmt: skip
+
+
+TRACE: Headers = [("trace-id", b"abc-1"), ("source", b"web"), ("empty", None)]
+
+# (key, value, headers) of valid orders
+GOOD: list[tuple[bytes | None, bytes, Headers]] = [
+    (b"o-1", order("o-1"), TRACE),
+    (b"o-2", order("o-2", "cust-00002", "2026-11-27T23:59:59.999Z"), None),
+    (b"o-3", order("o-3", 'Zoë & "co"'), []),  # non-ASCII and quotes survive the JSON round trip
+    (None, order("o-4", timestamp="2026-11-27T10:00:00.000Z"), None),  # a null key stays null
+]
+EXPECTED = [
+    (b"o-1", shipment("o-1", "cust-00001", "2026-11-27T10:00:00.123Z"), TRACE),
+    (b"o-2", shipment("o-2", "cust-00002", "2026-11-27T23:59:59.999Z"), None),
+    (b"o-3", shipment("o-3", 'Zoë & "co"', "2026-11-27T10:00:00.123Z"), []),
+    (None, shipment("o-4", "cust-00001", "2026-11-27T10:00:00.000Z"), None),
+]
+BAD: list[tuple[bytes | None, bytes | None, str]] = [
+    (b"b-1", None, "empty_value"),
+    (b"b-2", b"\xff\xfegarbage", "invalid_utf8"),
+    (b"b-3", b"{not json", "invalid_json"),
+    (b"b-4", b'{"order_id":"b-4","customer_id":"c","currency":"EUR","timestamp":"2026-11-27T10:00:00.000Z"}',
+     "missing_field:amount"),
+    (b"b-5", b'{"order_id":"b-5","customer_id":null,"amount":1,"currency":"EUR",'
+     b'"timestamp":"2026-11-27T10:00:00.000Z"}', "missing_field:customer_id"),
+    (b"b-6", b'{"order_id":6,"customer_id":"c","amount":1,"currency":"EUR",'
+     b'"timestamp":"2026-11-27T10:00:00.000Z"}', "bad_type:order_id"),
+    (b"b-7", order("b-7", timestamp="2026-11-27 10:00:00"), "bad_timestamp"),
+    (b"b-8", b'{"order_id":"b-8","customer_id":"c","amount":-0.01,"currency":"EUR",'
+     b'"timestamp":"2026-11-27T10:00:00.000Z"}', "negative_amount"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def kafka_df(spark: SparkSession) -> DataFrame:
+    rows = [(k, v, h) for k, v, h in GOOD] + [(k, v, [("trace-id", b"bad")]) for k, v, _ in BAD]
+    return spark.createDataFrame(
+        [(k, v, "orders", 0, offset, h) for offset, (k, v, h) in enumerate(rows)], schema=KAFKA_ROWS
+    )
+
+
+def test_valid_orders_become_exactly_their_shipments(spark: SparkSession, kafka_df: DataFrame) -> None:
+    actual = kafka_df.transform(parse_orders_with_headers).transform(to_shipments)
+    expected = spark.createDataFrame(EXPECTED, schema=SHIPMENT_ROWS)
+    assert actual.columns == ["key", "value", "headers"]  # exactly what the kafka sink takes
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_headers_ride_through_the_shared_parser(kafka_df: DataFrame) -> None:
+    with_headers = kafka_df.transform(parse_orders_with_headers)
+    without = kafka_df.drop("headers").transform(parse_orders)
+    assert with_headers.columns == [*without.columns[:5], "headers", *without.columns[5:]]
+    # Apart from the headers, every column is what the shared parser gives without them.
+    assert_df_equality(with_headers.drop("headers"), without, ignore_row_order=True)
+    got = {r["offset"]: r["headers"] for r in with_headers.select("offset", "headers").collect()}
+    assert got[0] == [(k, v) for k, v in TRACE or []]
+    assert (got[1], got[2]) == (None, [])
+
+
+def test_bad_orders_are_no_shipments_and_become_dead_letters_with_reasons(kafka_df: DataFrame) -> None:
+    parsed = kafka_df.transform(parse_orders_with_headers)
+    shipped = {r["key"] for r in parsed.transform(to_shipments).collect()}
+    assert shipped.isdisjoint({k for k, _, _ in BAD})
+    letters = parsed.transform(filter_bad_records).transform(to_dead_letters)
+    assert letters.columns == ["key", "value", "headers"]
+    got = {}
+    for r in letters.collect():
+        headers = {h["key"]: bytes(h["value"]).decode() for h in r["headers"]}
+        got[bytes(r["key"])] = (None if r["value"] is None else bytes(r["value"]), headers["error.reason"])
+        assert headers["source.topic"] == "orders" and headers["error.detail"]
+    assert got == {k: (v, reason) for k, v, reason in BAD}
+
+
+def test_orders_without_their_headers_column_are_refused(spark: SparkSession, kafka_df: DataFrame) -> None:
+    with pytest.raises(ValueError, match="includeHeaders=true"):
+        kafka_df.drop("headers").transform(parse_orders_with_headers)

@@ -20,6 +20,8 @@ from pipelines.commands.common import ProfileOpt, err, settings_for
 from pipelines.commands.consume import consume_app
 from pipelines.commands.generate import generate_app
 from pipelines.commands.groups import groups_app
+from pipelines.commands.process import process_app
+from pipelines.commands.status import status_app
 from pipelines.commands.topics import topics_app
 from pipelines.errors import PipelinesError
 from pipelines.local import jvm
@@ -35,6 +37,8 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(generate_app, name="generate")
 app.add_typer(consume_app)
 app.add_typer(groups_app, name="groups")
+app.add_typer(status_app, name="status")
+app.add_typer(process_app, name="process")
 
 
 @app.command("jars")

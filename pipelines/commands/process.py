@@ -1,0 +1,129 @@
+"""`pipelines process orders-to-shipments`: the consume-transform-produce processor on confluent-kafka.
+
+    pipelines process orders-to-shipments --guarantee at-most-once|at-least-once|exactly-once
+        [--source-topic orders] [--sink-topic shipments] [--group G] [--instance-id ID]
+        [--transactional-id T] [--batch-size N] [--batch-timeout S] [--max-records N]
+        [--idle-timeout-s S] [--bootstrap-servers B] [--profile P]
+
+What each guarantee means across a crash, and how the processor keeps it, is in
+pipelines.kafka.processor. The source, sink and `<source>.dlq` topics must exist. The profile's
+`kafka.producer` settings apply to the processor's producer. SIGTERM and Ctrl-C finish the current
+batch, then stop. One summary line goes to stderr at the end; a fenced instance (a newer one took
+its transactional.id or instance id) prints it too, then fails with one line that says so.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Annotated
+
+import typer
+
+from pipelines.commands.common import BootstrapOpt, ProfileOpt, bootstrap_servers, err, settings_for
+from pipelines.errors import PipelinesError
+
+process_app = typer.Typer(help="Consume-transform-produce processors on Kafka.", no_args_is_help=True)
+
+GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
+
+
+@process_app.command("orders-to-shipments")
+def orders_to_shipments(
+    guarantee: Annotated[
+        str,
+        typer.Option(
+            "--guarantee",
+            help="at-most-once (commit, then write), at-least-once (write, wait for the acks, then "
+            "commit) or exactly-once (transactions; read the sink with read_committed)",
+        ),
+    ] = "exactly-once",
+    source_topic: Annotated[str, typer.Option("--source-topic", help="topic of orders to read")] = "orders",
+    sink_topic: Annotated[
+        str, typer.Option("--sink-topic", help="topic to write shipments to")
+    ] = "shipments",
+    group: Annotated[
+        str, typer.Option("--group", "-g", help="consumer group (holds the committed offsets)")
+    ] = "orders-to-shipments",
+    instance_id: Annotated[
+        str | None,
+        typer.Option(
+            "--instance-id",
+            help="static group member id: a restarted instance takes its partitions back at once "
+            "(each running instance needs its own)",
+        ),
+    ] = None,
+    transactional_id: Annotated[
+        str | None,
+        typer.Option(
+            "--transactional-id",
+            help="exactly-once: the producer's transactional.id (default: <group>-shipper[-<instance>]); "
+            "keep it across restarts so a restarted instance fences the old one",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="records per commit or transaction, at most")
+    ] = 500,
+    batch_timeout: Annotated[
+        float,
+        typer.Option("--batch-timeout", help="seconds a batch may wait to fill after its first record"),
+    ] = 0.5,
+    max_records: Annotated[
+        int | None, typer.Option("--max-records", help="stop after this many records (default: never)")
+    ] = None,
+    idle_timeout_s: Annotated[
+        float | None,
+        typer.Option("--idle-timeout-s", help="stop when no record arrived for this many seconds"),
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+    profile: ProfileOpt = "local",
+) -> None:
+    """Turn orders into shipments (key, headers and event time kept); bad orders go to <source>.dlq."""
+    from pipelines.kafka.processor import Guarantee, Processor, ProcessorConfig
+
+    if guarantee not in GUARANTEES:
+        raise PipelinesError(f"--guarantee must be one of {', '.join(GUARANTEES)}, not {guarantee!r}")
+    if max_records is not None and max_records < 1:
+        raise PipelinesError(f"--max-records must be at least 1, not {max_records}")
+    if idle_timeout_s is not None and idle_timeout_s <= 0:
+        raise PipelinesError(f"--idle-timeout-s must be positive, not {idle_timeout_s:g}")
+    settings = settings_for(profile)
+    config = ProcessorConfig(
+        bootstrap_servers=bootstrap_servers(settings, bootstrap),
+        guarantee=Guarantee(guarantee),
+        source_topic=source_topic,
+        sink_topic=sink_topic,
+        group_id=group,
+        instance_id=instance_id,
+        transactional_id=transactional_id,
+        batch_size=batch_size,
+        batch_timeout_s=batch_timeout,
+        producer_config=settings.kafka.producer,
+    )
+    processor = Processor(config)
+
+    def stop(_signum: int, _frame: object) -> None:
+        # Finish the batch in hand instead of dying in the middle of it (or of a transaction); a
+        # second Ctrl-C interrupts at once.
+        processor.request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    err.print(
+        f"{guarantee}: {source_topic} -> {sink_topic} (dead letters: {config.dead_letter_topic}), "
+        f"group {group}"
+        + (
+            f", transactional.id {config.effective_transactional_id}"
+            if config.effective_transactional_id
+            else ""
+        ),
+        highlight=False,
+    )
+    result = processor.run(max_records=max_records, idle_timeout_s=idle_timeout_s)
+    err.print(result.summary(), highlight=False)
+    if result.stopped == "fenced":
+        raise PipelinesError(
+            "fenced: another instance with the same transactional.id or instance id took over, so this "
+            "one stopped without committing anything more (do not restart it while the other runs). "
+            f"Cause: {result.detail}"
+        )

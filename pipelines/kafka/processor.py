@@ -1,0 +1,696 @@
+"""The consume-transform-produce processor on confluent-kafka: orders in, shipments out, three guarantees.
+
+A Processor reads the source topic as a member of a consumer group, turns each order into a
+shipment (pipelines.kafka.shipments) keyed and headed like the order, writes the orders that are
+not valid to `<source>.dlq` with the dead-letter contract's headers (pipelines.kafka.dlq), and
+commits the source offsets. What survives a crash (SIGKILL, power loss) depends on when it commits:
+
+| guarantee       | per batch                                       | after a crash                     |
+|-----------------|-------------------------------------------------|-----------------------------------|
+| `at-most-once`  | commit the offsets, then produce; the acks are  | no duplicates; what was committed |
+|                 | awaited only before the next batch's commit     | but not yet acknowledged (at most |
+|                 |                                                 | one batch) is lost                |
+| `at-least-once` | produce, wait until the broker acknowledged     | nothing lost; the batch being     |
+|                 | every record, then commit the offsets           | written is written again          |
+| `exactly-once`  | one transaction: the outputs, the dead letters  | nothing lost, nothing duplicated  |
+|                 | and the offsets (`send_offsets_to_transaction`) | for `read_committed` consumers    |
+
+Batches: records are collected up to `batch_size` or for `batch_timeout_s` after the first one,
+then completed as a whole between two polls. Rebalance callbacks only run inside a poll, so a
+batch never straddles a rebalance: when partitions are revoked (or lost) the records of the
+unfinished batch from those partitions are dropped, nothing of them was written or committed, and
+the next owner reads them again from the committed offset.
+
+Exactly-once, in detail:
+
+- the producer has a stable `transactional.id` (by default derived from the group and the
+  instance id), and `init_transactions` runs before the consumer joins the group: a restarted
+  instance thereby fences its predecessor and aborts the transaction the predecessor left open, so
+  the group's offsets are stable before it reads them;
+- the input consumer reads with `isolation.level=read_committed` too (so an upstream
+  transactional producer's aborted records are never processed) and commits nothing itself: the
+  offsets are `consumer.position()` of the batch's partitions, sent with
+  `consumer.consumer_group_metadata()`, so a zombie whose group generation is stale cannot commit;
+- errors: `retriable()` → the same call again (within `timeout_s`); `txn_requires_abort()` (or
+  any other non-fatal error) → `abort_transaction`, rewind the batch's partitions to the last
+  committed offsets and process the batch again; fatal → drop the producer and create a new one
+  (its `init_transactions` aborts what was open), rewind, go on; fenced (a newer instance with the
+  same `transactional.id`, or a consumer with the same `group.instance.id`) → stop at once,
+  committing nothing, and report `stopped="fenced"`. A fenced instance must not restart itself
+  with the same id: it would fence the newer one in turn.
+
+Consumers of the sink must read with `isolation.level=read_committed` to get exactly-once (Java
+clients and Spark's kafka source default to `read_uncommitted` and see aborted records too).
+
+Dead letters go through the processor's own producer, so they share the batch's guarantee (and,
+exactly-once, its transaction). The sink and dead-letter topics must exist; `open()` checks them.
+
+Group membership: cooperative-sticky, `incremental_assign`/`incremental_unassign` in the callbacks.
+With an `instance_id` the member is static (`group.instance.id`): a restarted instance takes its
+partitions back at once instead of waiting for the dead one's session to expire
+(`session.timeout.ms`, 45 s by default); two live instances must then have different ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from pipelines.errors import PipelinesError
+from pipelines.kafka.dlq import DeadLetter, dead_letter_topic
+from pipelines.kafka.producer import LIBRDKAFKA_LOGGER, ConfValue, make_producer
+from pipelines.kafka.shipments import RejectedOrder, shipment_value
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+StopReason = Literal["max_records", "idle", "stopped", "fenced"]
+ProducerFactory = Callable[[Mapping[str, ConfValue]], Producer]
+"""Builds the producer from the processor's settings (applied over the project's defaults)."""
+
+FENCED_CODES = frozenset(
+    {
+        KafkaError._FENCED,  # librdkafka: "producer fenced by newer instance"
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.FENCED_INSTANCE_ID,  # a consumer with the same group.instance.id joined
+    }
+)
+"""Errors that mean another instance has taken over this one's identity."""
+MAX_PRODUCER_RESTARTS = 3
+"""Fatal producer errors in a row (no transaction committed in between) before the processor gives up."""
+
+
+class Guarantee(StrEnum):
+    """What the processor promises about each record across a crash, named for it."""
+
+    AT_MOST_ONCE = "at-most-once"
+    AT_LEAST_ONCE = "at-least-once"
+    EXACTLY_ONCE = "exactly-once"
+
+
+ErrorAction = Literal["fenced", "fatal", "abort", "retry"]
+
+
+def classify(err: KafkaError) -> ErrorAction:
+    """What the processor does about a transactional error: stop (`fenced`), restart the producer
+    (`fatal`), abort and redo the batch (`abort`), or call again (`retry`)."""
+    if err.code() in FENCED_CODES or (err.fatal() and err.code() == KafkaError.INVALID_PRODUCER_EPOCH):
+        return "fenced"
+    if err.fatal() or err.code() == KafkaError._FATAL:
+        return "fatal"
+    if err.txn_requires_abort():
+        return "abort"
+    if err.retriable():
+        return "retry"
+    return "abort"  # neither retriable nor abortable by librdkafka's word: aborting is still safe
+
+
+def default_transactional_id(group_id: str, instance_id: str | None = None) -> str:
+    """`<group>-shipper[-<instance>]`: stable across restarts, so a restarted instance fences the old one."""
+    return f"{group_id}-shipper" + (f"-{instance_id}" if instance_id else "")
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    """Settings of one processor instance; the constructor raises PipelinesError for nonsense."""
+
+    bootstrap_servers: str
+    guarantee: Guarantee
+    source_topic: str = "orders"
+    sink_topic: str = "shipments"
+    group_id: str = "orders-to-shipments"
+    instance_id: str | None = None
+    """Static group membership (`group.instance.id`) and part of the default transactional.id."""
+    transactional_id: str | None = None
+    """Exactly-once only; default `default_transactional_id(group_id, instance_id)`."""
+    batch_size: int = 500
+    batch_timeout_s: float = 0.5
+    producer_config: Mapping[str, ConfValue] = field(default_factory=dict)
+    """librdkafka producer settings over the project's defaults (the profile's `kafka.producer`)."""
+    consumer_config: Mapping[str, Any] = field(default_factory=dict)
+    """librdkafka consumer settings; they cannot change the commit or isolation settings."""
+    timeout_s: float = 30.0
+    """For each broker round trip the processor waits on (commits, transactions, flushes)."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise PipelinesError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.batch_timeout_s <= 0:
+            raise PipelinesError(f"--batch-timeout must be positive, not {self.batch_timeout_s:g}")
+        if self.source_topic == self.sink_topic:
+            raise PipelinesError(f"the source and the sink are both {self.source_topic!r}; use two topics")
+        if self.transactional_id is not None and self.guarantee is not Guarantee.EXACTLY_ONCE:
+            raise PipelinesError("--transactional-id is only for --guarantee exactly-once")
+        if self.transactional_id == "":
+            raise PipelinesError("--transactional-id must not be empty")
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return dead_letter_topic(self.source_topic)
+
+    @property
+    def effective_transactional_id(self) -> str | None:
+        if self.guarantee is not Guarantee.EXACTLY_ONCE:
+            return None
+        return self.transactional_id or default_transactional_id(self.group_id, self.instance_id)
+
+
+@dataclass
+class ProcessorStats:
+    """What a run did, counted from acknowledgements and committed transactions (never from sends)."""
+
+    consumed: int = 0
+    """Source records whose batch was completed (shipped or dead-lettered; at-most-once: committed)."""
+    shipped: int = 0
+    """Shipments acknowledged (exactly-once: in a committed transaction)."""
+    dead_lettered: int = 0
+    """Dead letters acknowledged (exactly-once: in a committed transaction)."""
+    lost: int = 0
+    """At-most-once: records committed whose output the broker never acknowledged."""
+    offset_commits: int = 0
+    """Offset commits of the consumer (at-most-once and at-least-once)."""
+    transactions_committed: int = 0
+    transactions_aborted: int = 0
+    """Including the transactions a producer restart aborted."""
+    producer_restarts: int = 0
+    retries: int = 0
+    """Calls repeated after a retriable error."""
+
+
+@dataclass(frozen=True)
+class ProcessorResult:
+    guarantee: Guarantee
+    stats: ProcessorStats
+    stopped: StopReason
+    """`max_records`, `idle` (no record for `idle_timeout_s`), `stopped` (asked to), `fenced`."""
+    detail: str = ""
+    """For `fenced`: the error that fenced this instance."""
+
+    def summary(self) -> str:
+        """One line: what was consumed and written, commits or transactions, why it stopped."""
+        s = self.stats
+        line = f"consumed {s.consumed:,}: {s.shipped:,} shipments, {s.dead_lettered:,} dead letters" + (
+            f", {s.lost:,} lost" if s.lost else ""
+        )
+        if self.guarantee is Guarantee.EXACTLY_ONCE:
+            line += (
+                f"; transactions committed {s.transactions_committed:,}, aborted {s.transactions_aborted:,}"
+                + (f", producer restarts {s.producer_restarts}" if s.producer_restarts else "")
+            )
+        else:
+            line += f"; offset commits {s.offset_commits:,}"
+        return line + f"; stopped: {self.stopped}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class _Output:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None
+    is_dead_letter: bool
+
+
+class _Acknowledgements:
+    """Delivery callbacks for the outputs of one batch: counts them into `stats` as the broker
+    acknowledges them, and keeps the errors of those it refused."""
+
+    def __init__(self, stats: ProcessorStats, *, count_lost: bool) -> None:
+        self._stats = stats
+        self._count_lost = count_lost
+        self.failures: list[str] = []
+
+    def callback(self, out: _Output) -> Callable[[KafkaError | None, Message], None]:
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                self.failures.append(err.str())
+                if self._count_lost:
+                    self._stats.lost += 1
+                    log.warning("at-most-once: a record was not acknowledged and is lost: %s", err.str())
+            elif out.is_dead_letter:
+                self._stats.dead_lettered += 1
+            else:
+                self._stats.shipped += 1
+
+        return on_delivery
+
+
+class _Fenced(Exception):
+    """Another instance took over this one's transactional.id or group.instance.id."""
+
+
+class Processor:
+    """One processor instance: `run()` it (it opens itself), or `open()` first to join early.
+
+    Not thread-safe, except `request_stop()`, which may be called from a signal handler or another
+    thread: the current batch is completed, then `run()` returns.
+    """
+
+    def __init__(self, config: ProcessorConfig, *, producer_factory: ProducerFactory | None = None) -> None:
+        self.config = config
+        self.stats = ProcessorStats()
+        self._producer_factory = producer_factory or (
+            lambda conf: make_producer(config.bootstrap_servers, conf)
+        )
+        self._producer: Producer | None = None
+        self._consumer: Consumer | None = None
+        self._batch: list[Message] = []
+        self._stop_requested = False
+        self._ever_assigned = False
+        self._last_activity = time.monotonic()
+        self._restarts_in_a_row = 0
+        self._in_transaction = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Check the topics, create the producer (exactly-once: `init_transactions`, fencing any
+        older instance with the same transactional.id), then join the group. Idempotent."""
+        if self._consumer is not None:
+            return
+        producer = self._create_producer()
+        # Topics first: an instance that cannot run must not fence the one that does.
+        self._check_topics(producer)
+        self._init_transactions(producer)
+        self._producer = producer
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.config.bootstrap_servers,
+            "group.id": self.config.group_id,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "auto.offset.reset": "earliest",
+            **self.config.consumer_config,
+            # The guarantee owns these: auto-commit would commit records the processor never wrote,
+            # and read_uncommitted would process an upstream producer's aborted records.
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+        }
+        if self.config.instance_id:
+            conf["group.instance.id"] = self.config.instance_id
+        self._consumer = Consumer(conf, logger=LIBRDKAFKA_LOGGER)
+        self._consumer.subscribe(
+            [self.config.source_topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+        )
+        self._last_activity = time.monotonic()
+
+    def request_stop(self) -> None:
+        """Finish the current batch and return from `run()`."""
+        self._stop_requested = True
+
+    def run(
+        self,
+        *,
+        max_records: int | None = None,
+        idle_timeout_s: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> ProcessorResult:
+        """Process until `max_records` records were completed, none arrived for `idle_timeout_s`
+        (counted from the last record or partition assignment), `should_stop()` or `request_stop()`,
+        or this instance is fenced; then close and return what happened.
+
+        Raises PipelinesError when it cannot go on (a topic missing, deliveries failing under
+        at-least-once, a commit refused, fatal errors that a new producer does not cure); what was
+        committed before stays committed, and the guarantee holds for a restart.
+        """
+        if max_records is not None and max_records < 1:
+            raise PipelinesError(f"--max-records must be at least 1, not {max_records}")
+        stopped: StopReason = "stopped"
+        detail = ""
+        fenced = False
+        try:
+            self.open()
+            while True:
+                if self._stop_requested or (should_stop is not None and should_stop()):
+                    stopped = "stopped"
+                    break
+                left = None if max_records is None else max_records - self.stats.consumed
+                if left is not None and left <= 0:
+                    stopped = "max_records"
+                    break
+                batch = self._collect(
+                    self.config.batch_size if left is None else min(left, self.config.batch_size)
+                )
+                if batch:
+                    self._complete(batch)
+                    self._last_activity = time.monotonic()
+                elif idle_timeout_s is not None and self._idle_for(idle_timeout_s):
+                    stopped = "idle"
+                    detail = f"no record for {idle_timeout_s:g} s"
+                    if not self._ever_assigned:
+                        detail = (
+                            f"no partition assigned within {max(idle_timeout_s, self.config.timeout_s):g} s"
+                        )
+                    break
+        except _Fenced as exc:
+            fenced = True
+            stopped, detail = "fenced", str(exc)
+            log.warning("processor stops: %s", exc)
+        finally:
+            self.close(fenced=fenced)
+        return ProcessorResult(self.config.guarantee, self.stats, stopped, detail)
+
+    def _idle_for(self, idle_timeout_s: float) -> bool:
+        # Joining the group can take longer than a short idle timeout (a fresh group coordinator, a
+        # rebalance): until the first assignment the processor waits up to `timeout_s`.
+        limit = idle_timeout_s if self._ever_assigned else max(idle_timeout_s, self.config.timeout_s)
+        return time.monotonic() - self._last_activity >= limit
+
+    def close(self, *, fenced: bool = False) -> None:
+        """Wait for outstanding deliveries (at-most-once: unacknowledged ones count as lost) and
+        leave the group (a static member stays until its session times out). Commits nothing."""
+        producer, consumer = self._producer, self._consumer
+        self._producer = self._consumer = None
+        try:
+            if producer is None:
+                pass
+            elif self.config.guarantee is Guarantee.AT_MOST_ONCE:
+                # Committed already: deliver what can be delivered; what is still queued afterwards
+                # was never acknowledged, and its callbacks will not run any more.
+                producer.flush(self.config.timeout_s)
+                self.stats.lost += len(producer)
+            elif self.config.guarantee is Guarantee.AT_LEAST_ONCE:
+                producer.flush(self.config.timeout_s)  # nothing is outstanding between batches
+            elif self._in_transaction and not fenced:
+                # Stopped by an error mid-transaction: abort now rather than leave read_committed
+                # consumers waiting for transaction.timeout.ms.
+                self._in_transaction = False
+                try:
+                    producer.abort_transaction(self.config.timeout_s)
+                except KafkaException as exc:
+                    log.warning("could not abort the open transaction: %s", exc.args[0].str())
+        finally:
+            if consumer is not None:
+                try:
+                    consumer.close()
+                except (KafkaException, RuntimeError) as exc:
+                    log.warning("closing the consumer: %s", exc)
+
+    def __enter__(self) -> Processor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- collecting a batch -----------------------------------------------------------------------
+    def _collect(self, limit: int) -> list[Message]:
+        """Up to `limit` records: wait at most ~0.2 s for the first (so `run` can check its stop
+        conditions), then until the batch is full or `batch_timeout_s` after the first."""
+        assert self._consumer is not None
+        self._batch = []
+        first_at: float | None = None
+        while len(self._batch) < limit and not self._stop_requested:
+            if first_at is None:
+                wait = 0.2
+            else:
+                wait = first_at + self.config.batch_timeout_s - time.monotonic()
+                if wait <= 0:
+                    break
+            messages = self._consumer.consume(num_messages=limit - len(self._batch), timeout=min(wait, 0.2))
+            for msg in messages:
+                err = msg.error()
+                if err is None:
+                    self._batch.append(msg)
+                elif err.code() in FENCED_CODES:
+                    raise _Fenced(f"consumer fenced: {err.str()}")
+                elif err.fatal():
+                    raise PipelinesError(f"consumer failed: {err.str()}")
+                else:
+                    # Transient (a broker restarting, a leader moving): librdkafka retries itself.
+                    log.warning("consumer: %s", err.str())
+            if self._batch and first_at is None:
+                first_at = time.monotonic()
+            elif not self._batch:
+                break
+        return self._batch
+
+    # -- completing a batch -----------------------------------------------------------------------
+    def _complete(self, batch: list[Message]) -> None:
+        outputs = [self._output(msg) for msg in batch]
+        offsets = self._positions(batch)
+        if self.config.guarantee is Guarantee.AT_MOST_ONCE:
+            # The previous batch's acknowledgements first: without this wait the commits would race
+            # ahead of the deliveries, and a crash would lose everything still queued, not one batch.
+            self._producer_or_fail().flush(self.config.timeout_s)
+            self._commit(offsets)  # before any output exists: a crash from here on loses, never repeats
+            # Not waiting for the acknowledgements: they are counted as they arrive (`lost` if refused).
+            self._produce_all(outputs, _Acknowledgements(self.stats, count_lost=True))
+            self.stats.consumed += len(batch)
+        elif self.config.guarantee is Guarantee.AT_LEAST_ONCE:
+            self._write_acknowledged(outputs)
+            self._commit(offsets)  # only now: a crash before this line writes the batch again
+            self.stats.consumed += len(batch)
+        else:
+            self._write_transaction(batch, outputs, offsets)
+
+    def _output(self, msg: Message) -> _Output:
+        try:
+            value = shipment_value(msg.value())
+        except RejectedOrder as exc:
+            letter = DeadLetter.from_message(msg, exc.reason, exc.detail)
+            return _Output(letter.topic, letter.key, letter.value, letter.headers(), is_dead_letter=True)
+        return _Output(self.config.sink_topic, msg.key(), value, msg.headers(), is_dead_letter=False)
+
+    def _positions(self, batch: list[Message]) -> list[TopicPartition]:
+        """The offsets to commit for `batch`: the consumer's position (last record handed over + 1)
+        on each of its partitions."""
+        assert self._consumer is not None
+        partitions: set[tuple[str, int]] = set()
+        for msg in batch:
+            topic, partition = msg.topic(), msg.partition()
+            assert topic is not None and partition is not None
+            partitions.add((topic, partition))
+        positions = self._consumer.position([TopicPartition(t, p) for t, p in sorted(partitions)])
+        return [tp for tp in positions if tp.offset >= 0]
+
+    def _produce_all(self, outputs: list[_Output], acks: _Acknowledgements | None = None) -> None:
+        producer = self._producer_or_fail()
+        for out in outputs:
+            while True:
+                try:
+                    producer.produce(
+                        out.topic,
+                        key=out.key,
+                        value=out.value,
+                        headers=out.headers or None,
+                        on_delivery=acks.callback(out) if acks is not None else None,
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.1)  # back-pressure: serving delivery reports drains the queue
+            producer.poll(0)
+
+    def _write_acknowledged(self, outputs: list[_Output]) -> None:
+        """At-least-once: produce the batch and wait for every acknowledgement, or raise."""
+        producer = self._producer_or_fail()
+        acks = _Acknowledgements(self.stats, count_lost=False)
+        self._produce_all(outputs, acks)
+        unacknowledged = producer.flush(self.config.timeout_s)
+        if acks.failures or unacknowledged:
+            cause = (
+                acks.failures[0] if acks.failures else f"not acknowledged within {self.config.timeout_s:g} s"
+            )
+            raise PipelinesError(
+                f"{len(acks.failures) + unacknowledged} records of a batch were not written ({cause}); "
+                "its offsets are not committed, so a restart processes it again"
+            )
+
+    def _commit(self, offsets: list[TopicPartition]) -> None:
+        assert self._consumer is not None
+        if not offsets:
+            return
+        try:
+            results = self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.code() == KafkaError._NO_OFFSET:
+                return
+            if err.code() in FENCED_CODES:
+                raise _Fenced(f"consumer fenced: {err.str()}") from None
+            raise PipelinesError(f"offset commit failed: {err.str()}") from None
+        failed = [tp for tp in results or [] if tp.error is not None]
+        if failed:
+            raise PipelinesError(
+                f"offset commit failed for {failed[0].topic} [{failed[0].partition}]: {failed[0].error}"
+            )
+        self.stats.offset_commits += 1
+
+    # -- exactly-once -----------------------------------------------------------------------------
+    def _write_transaction(
+        self, batch: list[Message], outputs: list[_Output], offsets: list[TopicPartition]
+    ) -> None:
+        """One transaction: outputs, dead letters and offsets. On error the batch is rewound (to be
+        collected and written again), after an abort or with a new producer; fenced → _Fenced."""
+        assert self._consumer is not None
+        producer = self._producer_or_fail()
+        timeout = self.config.timeout_s
+        try:
+            producer.begin_transaction()
+            self._in_transaction = True
+            self._produce_all(outputs)
+            group = self._consumer.consumer_group_metadata()
+            self._retrying(lambda: producer.send_offsets_to_transaction(offsets, group, timeout))
+            self._retrying(lambda: producer.commit_transaction(timeout))
+            self._in_transaction = False
+        except KafkaException as exc:
+            self._recover(exc.args[0], batch)
+            return
+        self._restarts_in_a_row = 0
+        self.stats.transactions_committed += 1
+        self.stats.consumed += len(batch)
+        dead = sum(out.is_dead_letter for out in outputs)
+        self.stats.dead_lettered += dead
+        self.stats.shipped += len(outputs) - dead
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """`call()`, again while it fails with a retriable error, until `timeout_s` has passed."""
+        deadline = time.monotonic() + self.config.timeout_s
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except KafkaException as exc:
+                err = exc.args[0]
+                if classify(err) != "retry" or time.monotonic() >= deadline:
+                    raise
+                attempt += 1
+                self.stats.retries += 1
+                log.info("retrying after a retriable error: %s", err.str())
+                # Back off, so an error that comes back at once (no coordinator yet) is not a busy loop.
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+
+    def _recover(self, err: KafkaError, batch: list[Message]) -> None:
+        action = classify(err)
+        log.warning("transaction failed (%s): %s", action, err.str())
+        if action == "fatal" and err.code() == KafkaError._FATAL:
+            # produce() only says "a fatal error was raised earlier"; the transactional API returns
+            # the error itself, and it matters which: a fenced producer must not come back.
+            err = self._abort_error() or err
+            action = classify(err)
+        if action == "fenced":
+            raise _Fenced(f"producer fenced: {err.str()}")
+        if action == "fatal":
+            self._restart_producer(err)
+        else:
+            abort_err = self._abort_error()
+            if abort_err is not None:
+                if classify(abort_err) == "fenced":
+                    raise _Fenced(f"producer fenced: {abort_err.str()}")
+                # The abort itself failed: a new producer's init_transactions aborts the transaction.
+                self._restart_producer(abort_err)
+        self._in_transaction = False
+        self.stats.transactions_aborted += 1
+        self._rewind(batch)
+
+    def _abort_error(self) -> KafkaError | None:
+        """Abort the open transaction; None when that worked, else the error."""
+        producer = self._producer_or_fail()
+        try:
+            self._retrying(lambda: producer.abort_transaction(self.config.timeout_s))
+        except KafkaException as exc:
+            return exc.args[0]  # type: ignore[no-any-return]
+        return None
+
+    def _restart_producer(self, cause: KafkaError) -> None:
+        self._restarts_in_a_row += 1
+        if self._restarts_in_a_row > MAX_PRODUCER_RESTARTS:
+            raise PipelinesError(
+                f"the transactional producer failed {MAX_PRODUCER_RESTARTS} times in a row; "
+                f"last error: {cause.str()}"
+            )
+        # A producer in a fatal state cannot even abort; dropping it and initialising a new one with
+        # the same transactional.id aborts whatever it left open.
+        self._producer = None
+        self._producer = self._new_producer()
+        self.stats.producer_restarts += 1
+
+    def _rewind(self, batch: list[Message]) -> None:
+        """Seek the batch's partitions (those still assigned) back to the group's committed offsets
+        (the batch's first offsets where nothing was ever committed): the batch is read again."""
+        assert self._consumer is not None
+        first: dict[tuple[str, int], int] = {}
+        for msg in batch:
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            assert topic is not None and partition is not None and offset is not None
+            first.setdefault((topic, partition), offset)
+        assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        wanted = [TopicPartition(t, p) for (t, p) in first if (t, p) in assigned]
+        if not wanted:
+            return
+        try:
+            committed = self._consumer.committed(wanted, timeout=self.config.timeout_s)
+            for tp in committed:
+                offset = tp.offset if tp.offset >= 0 else first[(tp.topic, tp.partition)]
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        except KafkaException as exc:
+            # Going on would skip the batch; stopping leaves it uncommitted for the next start.
+            raise PipelinesError(
+                f"cannot rewind to the committed offsets after an aborted transaction: {exc.args[0].str()}; "
+                "stopping (nothing of the batch was committed, a restart processes it)"
+            ) from None
+
+    # -- clients ----------------------------------------------------------------------------------
+    def _new_producer(self) -> Producer:
+        producer = self._create_producer()
+        self._init_transactions(producer)
+        return producer
+
+    def _create_producer(self) -> Producer:
+        overrides: dict[str, ConfValue] = dict(self.config.producer_config)
+        txn_id = self.config.effective_transactional_id
+        if txn_id is not None:
+            overrides["transactional.id"] = txn_id
+        return self._producer_factory(overrides)
+
+    def _init_transactions(self, producer: Producer) -> None:
+        """Exactly-once: register the transactional.id, fencing any older producer with it and
+        aborting the transaction that one left open."""
+        txn_id = self.config.effective_transactional_id
+        if txn_id is None:
+            return
+        try:
+            self._retrying(lambda: producer.init_transactions(self.config.timeout_s))
+        except KafkaException as exc:
+            raise PipelinesError(
+                f"cannot initialise transactions for transactional.id {txn_id!r}: {exc.args[0].str()}"
+            ) from None
+
+    def _producer_or_fail(self) -> Producer:
+        if self._producer is None:
+            raise PipelinesError("the processor is closed")
+        return self._producer
+
+    def _check_topics(self, producer: Producer) -> None:
+        topics = (self.config.source_topic, self.config.sink_topic, self.config.dead_letter_topic)
+        metadata = producer.list_topics(timeout=self.config.timeout_s)
+        for topic in topics:
+            found = metadata.topics.get(topic)
+            if found is None or found.error is not None:
+                raise PipelinesError(
+                    f"topic {topic!r} does not exist; create it first, e.g. "
+                    f"`pipelines topics create {topic} --partitions 3`"
+                )
+
+    # -- rebalance callbacks (inside consume() and close()) --------------------------------------
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        consumer.incremental_assign(partitions)
+        self._ever_assigned = True
+        self._last_activity = time.monotonic()
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Nothing of the unfinished batch was written or committed: its records from these
+        # partitions are dropped, and their next owner reads them from the committed offset.
+        self._drop(partitions)
+        consumer.incremental_unassign(partitions)
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._drop(partitions)
+        consumer.incremental_unassign(partitions)
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._batch[:] = [m for m in self._batch if (m.topic(), m.partition()) not in gone]

@@ -1,11 +1,13 @@
 """`make run`: the whole stack on one machine, end to end, then what it computed.
 
-1. starts the local Kafka broker (unless one already runs) and creates `sales` and `sales.dlq`;
-2. produces seeded sales with a few late and malformed events, and a closing heartbeat;
-3. runs the revenue job (Spark's kafka source -> parse -> watermarked 1-minute windows -> Delta,
-   bad records -> `sales.dlq`) until every window of the run is final;
-4. prints revenue per category per minute, the reconciliation (read = aggregated + late +
-   dead-lettered + heartbeats) and the dead-letter reasons with their counts.
+1. starts the local Kafka broker (unless one already runs) and creates the topics;
+2. produces seeded sales (a few late and malformed, then a closing heartbeat) and orders;
+3. runs three Spark jobs concurrently in one session: revenue per category per minute (into
+   Delta, bad records to `sales.dlq`), orders -> shipments (bad orders to `orders.dlq`) and the
+   per-customer order counts (a compacted topic and a Delta table), until every window is final;
+4. prints revenue per category per minute, the reconciliation per topic (read = written + late +
+   dead-lettered), the dead-letter reasons with their counts, shipments and top customers;
+5. writes a chart (PNG) and a markdown report to `.pipelines/report/`.
 
 It stops what it started, also on Ctrl-C, and is safe to run again: each run continues the event
 time where the previous one ended (kept in `.pipelines/demo-state.json`), so the job's checkpoint
@@ -71,10 +73,15 @@ def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) 
     servers = broker_state.bootstrap_servers
     try:
         console.print(f"      broker at {servers}" + ("" if started_here else " (already running)"))
-        say(f"creating topics {topic.name!r} ({topic.partitions} partitions) and {dlq!r}")
+        say("creating topics sales, orders, shipments, customer-order-counts and the dead-letter topics")
         create_topic(servers, topic.name, partitions=topic.partitions, exist_ok=True)
-        create_topic(servers, dlq, partitions=1, exist_ok=True)
-        dlq_start = end_offsets(servers, dlq)
+        for name, partitions, conf in [
+            (dlq, 1, {}), ("orders", 3, {}), ("orders.dlq", 1, {}), ("shipments", 3, {}),
+            ("customer-order-counts", 3, {"cleanup.policy": "compact"}),
+        ]:  # fmt: skip
+            create_topic(servers, name, partitions=partitions, config=conf, exist_ok=True)
+        dlq_start = {t: end_offsets(servers, t) for t in (dlq, "orders.dlq")}
+        shipments_start = end_offsets(servers, "shipments")
 
         seed = 1000 + run
         ledger = data_dir.parent / f"demo-run-{run}.jsonl"
@@ -88,7 +95,12 @@ def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) 
         entries = read_ledger(ledger)
         latest = max(_parse_ts(json.loads(e.value)["timestamp"]) for e in entries if e.kind == "valid")
         send_heartbeats(producer, topic.name, latest + timedelta(minutes=2))
-        console.print(f"      {report.summary()}; then a heartbeat per partition")
+        console.print(f"      sales: {report.summary()}; then a heartbeat per partition")
+        orders_ledger = data_dir.parent / f"demo-run-{run}-orders.jsonl"
+        orders_events = generate_events("orders", count // 2, seed=seed, malformed_fraction=0.01, start=start)
+        orders_report = publish_events(producer, "orders", orders_events, ledger=orders_ledger)
+        order_kinds: Counter[str] = Counter(e.kind for e in read_ledger(orders_ledger))
+        console.print(f"      orders: {orders_report.summary()}")
 
         say("starting Spark (local[*]) with the Kafka and Delta connectors")
         # Imported here: pyspark is slow to import and only this part needs it.
@@ -100,26 +112,70 @@ def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) 
         # Every batch's progress, where `pipelines status` finds it.
         spark.streams.addListener(ProgressRecorder(checkpoint_dir / "revenue_per_minute.progress.jsonl"))
         table_path = data_dir / "revenue_per_minute"
-        say("running jobs/revenue_per_minute.py until every window of this run is final")
+        say("running revenue_per_minute, orders_to_shipments and customer_order_counts concurrently")
+        from pipelines.flows import read_customer_state, start_customer_order_counts
+        from pipelines.shipments import run_summary, start_orders_to_shipments
+
+        counts_path = data_dir / "customer_order_counts"
+        counts_before = _sum_column(spark, counts_path, "order_count")
         job = start_revenue_per_minute(
             spark, bootstrap_servers=servers, topic=topic.name,
             checkpoint=checkpoint_dir / "revenue_per_minute", delta_path=table_path, dlq_topic=dlq,
             trigger="processing-time=0 seconds",
             max_offsets_per_trigger=500,  # several batches, so the watermark has something to drop
         )  # fmt: skip
+        others = start_orders_to_shipments(
+            spark, bootstrap_servers=servers, source_topic="orders", sink_topic="shipments",
+            checkpoint=checkpoint_dir / "orders_to_shipments", trigger="processing-time=0 seconds",
+        )  # fmt: skip
+        counts = start_customer_order_counts(
+            spark, bootstrap_servers=servers, topic="orders",
+            checkpoint=checkpoint_dir / "customer_order_counts", sink="both", delta_path=counts_path,
+            trigger="processing-time=0 seconds", dead_letters=False,  # the shipments job owns orders.dlq
+        )  # fmt: skip
         last_window = latest.replace(second=0, microsecond=0)
         try:
             job.process_all_available()
+            for q in [*others.values(), *counts.values()]:
+                q.processAllAvailable()
             _wait_for_window(spark, table_path, last_window, job.main)
         finally:
             job.stop()
+            for q in [*others.values(), *counts.values()]:
+                q.stop()
         summary = job.summary()
+        shipped = run_summary(others["shipments"])
+        counted = _sum_column(spark, counts_path, "order_count") - counts_before
+        top = (
+            read_customer_state(spark, checkpoint_dir / "customer_order_counts" / "kafka")
+            .orderBy("order_count", ascending=False).limit(5).collect()
+        )  # fmt: skip
         state_file.write_text(json.dumps({"run": run, "next_start": (latest + timedelta(minutes=5)).strftime(
             "%Y-%m-%dT%H:%M:%S.000Z")}))  # fmt: skip
-        _print_revenue(spark, table_path, start)
+        revenue = _revenue_by_minute(spark, table_path, start)
         spark.stop()
-        letters = read_range(servers, dlq, dlq_start, end_offsets(servers, dlq))
-        _print_accounting(summary.as_dict(), letters, Counter(e.kind for e in entries))
+        _print_revenue(revenue)
+        letters = {t: read_range(servers, t, dlq_start[t], end_offsets(servers, t)) for t in dlq_start}
+        new_shipments = sum(end_offsets(servers, "shipments").values()) - sum(shipments_start.values())
+        lines = _reconciliation(summary.as_dict(), Counter(e.kind for e in entries), shipped.as_dict(),
+                                order_kinds, counted, new_shipments)  # fmt: skip
+        reasons = {
+            t: dict(Counter(dict(m.headers() or [])["error.reason"].decode() for m in msgs))
+            for t, msgs in letters.items()
+        }
+        top_customers = [(r["customer_id"], r["order_count"], r["total_amount"]) for r in top]
+        _print_accounting(lines, reasons, new_shipments, top_customers)
+
+        say("writing the chart and the report")
+        from pipelines.report import markdown_report, revenue_chart
+
+        report_dir = data_dir.parent / "report"
+        chart = revenue_chart(revenue, report_dir / "revenue_per_minute.png")
+        md = markdown_report(
+            report_dir / "report.md", revenue=revenue, reconciliation=lines, dead_letters=reasons,
+            shipments=new_shipments, top_customers=top_customers, chart=chart,
+        )  # fmt: skip
+        console.print(f"      {chart}\n      {md}")
     finally:
         if started_here:
             console.print("      stopping the broker this run started")
@@ -152,18 +208,30 @@ def _out() -> Console:
     return probe if probe.is_terminal else Console(width=160)
 
 
-def _print_revenue(spark: Any, table_path: Path, since: datetime) -> None:
+def _sum_column(spark: Any, path: Path, column: str) -> int:
+    if not (path / "_delta_log").is_dir():
+        return 0
+    from pyspark.sql import functions as F
+
+    return int(spark.read.format("delta").load(str(path)).agg(F.sum(column)).first()[0] or 0)
+
+
+def _revenue_by_minute(spark: Any, table_path: Path, since: datetime) -> dict[datetime, dict[str, Any]]:
     from pyspark.sql import functions as F
 
     rows = (
         spark.read.format("delta").load(str(table_path))
         .filter(F.col("window_start") >= F.lit(since.replace(tzinfo=None, second=0, microsecond=0)))
-        .orderBy("window_start", "category").collect()
+        .collect()
     )  # fmt: skip
-    categories = sorted({r["category"] for r in rows})
     by_minute: dict[datetime, dict[str, Any]] = {}
     for r in rows:
         by_minute.setdefault(r["window_start"], {})[r["category"]] = r["revenue"]
+    return by_minute
+
+
+def _print_revenue(by_minute: dict[datetime, dict[str, Any]]) -> None:
+    categories = sorted({c for per in by_minute.values() for c in per})
     table = Table(title="Revenue per category per minute (EUR), from the Delta table revenue_per_minute")
     table.add_column("minute (UTC)")
     for c in categories:
@@ -175,22 +243,50 @@ def _print_revenue(spark: Any, table_path: Path, since: datetime) -> None:
     _out().print(table)
 
 
-def _print_accounting(summary: Mapping[str, Any], letters: list[Any], kinds: Counter[str]) -> None:
+def _reconciliation(
+    sales: Mapping[str, Any],
+    sale_kinds: Counter[str],
+    shipped: Mapping[str, int],
+    order_kinds: Counter[str],
+    counted: int,
+    new_shipments: int,
+) -> list[str]:
+    ok = "reconciles" if sales["reconciles"] else "DOES NOT RECONCILE"
+    orders_ok = shipped["read"] == shipped["shipped"] + shipped["dead_lettered"]
+    return [
+        f"sales: read {sales['read']:,} = aggregated {sales['aggregated']:,} + late {sales['late']:,} + "
+        f"dead-lettered {sales['dead_lettered']:,} + heartbeats {sales['heartbeats']:,} + still open "
+        f"{sales['still_open']:,}: {ok} (ledger: {sale_kinds['valid']:,} valid, {sale_kinds['late']:,} late, "
+        f"{sale_kinds['malformed']:,} malformed)",
+        f"orders -> shipments: read {shipped['read']:,} = shipped {shipped['shipped']:,} + dead-lettered "
+        f"{shipped['dead_lettered']:,}: {'reconciles' if orders_ok else 'DOES NOT RECONCILE'}; "
+        f"{new_shipments:,} records on `shipments` "
+        f"(ledger: {order_kinds['valid'] + order_kinds['late']:,} valid, "
+        f"{order_kinds['malformed']:,} malformed)",
+        f"orders -> customer counts: {counted:,} orders added to the per-customer table",
+    ]
+
+
+def _print_accounting(
+    lines: list[str],
+    reasons: Mapping[str, Mapping[str, int]],
+    shipments: int,
+    top_customers: list[tuple[str, int, Any]],
+) -> None:
     out = _out()
-    ok = "[green]reconciles[/]" if summary["reconciles"] else "[red]does NOT reconcile[/]"
-    out.print(
-        f"read {summary['read']:,} = aggregated {summary['aggregated']:,} + late {summary['late']:,} "
-        f"+ dead-lettered {summary['dead_lettered']:,} + heartbeats {summary['heartbeats']:,} "
-        f"+ still open {summary['still_open']:,}: {ok}"
-    )
-    out.print(
-        f"the generator's ledger: {kinds['valid']:,} valid, {kinds['late']:,} late, "
-        f"{kinds['malformed']:,} malformed"
-    )
-    reasons = Counter(dict(m.headers() or [])["error.reason"].decode() for m in letters)
-    table = Table(title=f"Dead letters in sales.dlq this run ({sum(reasons.values())})")
-    table.add_column("error.reason")
-    table.add_column("count", justify="right")
-    for reason, n in reasons.most_common():
-        table.add_row(reason, str(n))
+    for line in lines:
+        out.print(line, highlight=False)
+    for topic, counts in reasons.items():
+        table = Table(title=f"Dead letters in {topic} this run ({sum(counts.values())})")
+        table.add_column("error.reason")
+        table.add_column("count", justify="right")
+        for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+            table.add_row(reason, str(n))
+        out.print(table)
+    table = Table(title="Top customers (order counts from the job's state store)")
+    for col in ("customer", "orders", "amount (EUR)"):
+        table.add_column(col, justify="left" if col == "customer" else "right")
+    for customer, n, amount in top_customers:
+        table.add_row(customer, str(n), f"{amount:,.2f}")
     out.print(table)
+    out.print(f"shipments produced this run: {shipments:,}")

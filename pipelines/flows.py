@@ -339,13 +339,15 @@ def start_customer_order_counts(
     trigger: str = "available-now",
     starting_offsets: str = "earliest",
     max_offsets_per_trigger: int | None = None,
+    dead_letters: bool = True,
 ) -> dict[str, StreamingQuery]:
     """Running order count and amount per customer from `topic` (update mode):
 
     * `kafka`: every changed customer to `output_topic`, keyed by `customer_id` (make it a
       compacted topic: the latest record per key is the current count);
     * `delta`: a MERGE by `customer_id` into `delta_path`, idempotent on replay;
-    * `dlq`: orders that do not parse, to `dlq_topic` (default `<topic>.dlq`).
+    * `dlq`: orders that do not parse, to `dlq_topic` (default `<topic>.dlq`); pass
+      `dead_letters=False` when another job already dead-letters the same topic's bad records.
 
     The counts live in the query's RocksDB state (changelog checkpointing), so a restart on the
     same checkpoint continues them; `read_customer_state` reads that state directly.
@@ -370,11 +372,12 @@ def start_customer_order_counts(
 
     queries: dict[str, StreamingQuery] = {}
     try:
-        queries["dlq"] = start_kafka_sink(
-            parsed().transform(filter_bad_records).transform(to_dead_letters),
-            bootstrap_servers=bootstrap_servers, topic=dlq_topic or f"{topic}.dlq",
-            checkpoint=checkpoint / "dlq", trigger=trig, query_name=f"{CUSTOMER_ORDER_COUNTS}_dlq",
-        )  # fmt: skip
+        if dead_letters:
+            queries["dlq"] = start_kafka_sink(
+                parsed().transform(filter_bad_records).transform(to_dead_letters),
+                bootstrap_servers=bootstrap_servers, topic=dlq_topic or f"{topic}.dlq",
+                checkpoint=checkpoint / "dlq", trigger=trig, query_name=f"{CUSTOMER_ORDER_COUNTS}_dlq",
+            )  # fmt: skip
         if sink in ("kafka", "both"):
             queries["kafka"] = start_kafka_sink(
                 parsed().transform(to_customer_order_counts).transform(to_customer_count_records),

@@ -74,3 +74,14 @@ SALES_TABLE_SCHEMA = StructType(
     ]
 )
 """The `sales` Delta table the spine job writes: the event plus where it was read from."""
+
+REVENUE_PER_MINUTE_SCHEMA = StructType(
+    [
+        StructField("window_start", TimestampType()),
+        StructField("window_end", TimestampType()),
+        StructField("category", StringType()),
+        StructField("revenue", MONEY_SUM),
+        StructField("sales_count", LongType()),
+    ]
+)
+"""The `revenue_per_minute` Delta table (DESIGN.md contract)."""

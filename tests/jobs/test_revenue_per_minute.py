@@ -13,22 +13,14 @@ import pytest
 from chispa import assert_df_equality
 from confluent_kafka import Consumer
 from pyspark.sql import SparkSession
-from pyspark.sql.types import DecimalType, LongType, StringType, StructField, StructType, TimestampType
 
 from pipelines.flows import RevenueRunSummary, start_revenue_per_minute
 from pipelines.kafka.producer import make_producer, produce_all
+from pipelines.schemas import REVENUE_PER_MINUTE_SCHEMA
 
 pytestmark = [pytest.mark.kafka, pytest.mark.spark]
 
-REVENUE = StructType(
-    [
-        StructField("window_start", TimestampType()),
-        StructField("window_end", TimestampType()),
-        StructField("category", StringType()),
-        StructField("revenue", DecimalType(18, 2)),
-        StructField("sales_count", LongType()),
-    ]
-)
+REVENUE = REVENUE_PER_MINUTE_SCHEMA
 
 
 def t(minute: int, second: int = 0, ms: int = 0) -> datetime:

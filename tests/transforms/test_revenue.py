@@ -11,13 +11,13 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import (
     BooleanType,
     DecimalType,
-    LongType,
     StringType,
     StructField,
     StructType,
     TimestampType,
 )
 
+from pipelines.schemas import REVENUE_PER_MINUTE_SCHEMA
 from pipelines.transforms.revenue import to_revenue_per_window, to_revenue_stream
 
 pytestmark = pytest.mark.spark
@@ -31,15 +31,7 @@ SALES = StructType(
         StructField("error_reason", StringType()),
     ]
 )
-REVENUE = StructType(
-    [
-        StructField("window_start", TimestampType()),
-        StructField("window_end", TimestampType()),
-        StructField("category", StringType()),
-        StructField("revenue", DecimalType(18, 2)),
-        StructField("sales_count", LongType()),
-    ]
-)
+REVENUE = REVENUE_PER_MINUTE_SCHEMA
 
 
 def t(minute: int, second: int = 0, ms: int = 0) -> datetime:

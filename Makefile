@@ -9,6 +9,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup jars run test test-fast lint format broker-start broker-stop clean
+.PHONY: cluster-up cluster-down
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +53,13 @@ broker-start: setup ## Start the local Kafka broker in the background (prints it
 broker-stop: ## Stop the local Kafka broker
 	@$(BIN)/pipelines broker stop
 
-clean: ## Stop the broker and remove local state (.pipelines/); keeps .venv and .jars
+cluster-up: setup ## Start 3 replicated Kafka brokers and a Spark master with 2 workers on 127.0.0.1 (profile conf/cluster.yaml)
+	@$(BIN)/pipelines cluster up
+
+cluster-down: ## Stop the local Spark cluster and the 3 Kafka brokers (their data stays)
+	@$(BIN)/pipelines cluster down
+
+clean: ## Stop the broker and the local cluster, remove local state (.pipelines/); keeps .venv and .jars
 	-@[ -x $(BIN)/pipelines ] && $(BIN)/pipelines broker stop
+	-@[ -x $(BIN)/pipelines ] && $(BIN)/pipelines cluster down
 	rm -rf .pipelines spark-warehouse

@@ -16,6 +16,7 @@ import typer
 
 from pipelines import versions
 from pipelines.commands.broker import broker_app
+from pipelines.commands.cluster import cluster_app
 from pipelines.commands.common import ProfileOpt, err, settings_for
 from pipelines.commands.consume import consume_app
 from pipelines.commands.generate import generate_app
@@ -33,6 +34,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(broker_app, name="broker")
+app.add_typer(cluster_app, name="cluster")
 app.add_typer(topics_app, name="topics")
 app.add_typer(generate_app, name="generate")
 app.add_typer(consume_app)

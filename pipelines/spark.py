@@ -57,7 +57,7 @@ def session_conf(
     }
     if master:
         conf["spark.master"] = master
-        if master.startswith("local"):
+        if master.startswith(("local", "spark://127.0.0.1", "spark://localhost")):
             # A local driver listens on loopback only, never on the machine's public interface.
             conf["spark.driver.host"] = "127.0.0.1"
             conf["spark.driver.bindAddress"] = "127.0.0.1"

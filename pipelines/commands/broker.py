@@ -8,27 +8,46 @@ from typing import Annotated
 import typer
 
 from pipelines import versions
+from pipelines.commands.cluster import local_cluster
 from pipelines.commands.common import ProfileOpt, err, local_broker, settings_for
 from pipelines.errors import PipelinesError
+from pipelines.local.cluster import is_cluster_dir
 
-broker_app = typer.Typer(help="Run a real Apache Kafka broker (KRaft) on 127.0.0.1.", no_args_is_help=True)
+broker_app = typer.Typer(
+    help="Run a real Apache Kafka broker (KRaft), or a three-node cluster, on 127.0.0.1.",
+    no_args_is_help=True,
+)
 
 
 @broker_app.command("start")
 def broker_start(
-    brokers: Annotated[int, typer.Option("--brokers", help="number of brokers (1 for now)")] = 1,
+    brokers: Annotated[
+        int, typer.Option("--brokers", help="1: a single broker; 3: a replicated three-node cluster")
+    ] = 1,
     directory: Annotated[
         Path | None, typer.Option("--dir", help="broker folder (default: the profile's)")
     ] = None,
-    profile: ProfileOpt = "local",
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", help="settings profile (default: local, or cluster with --brokers 3)"),
+    ] = None,
 ) -> None:
-    """Start a local broker in the background and print its bootstrap servers.
+    """Start a local broker (or, with --brokers 3, a three-node cluster) in the background and
+    print its bootstrap servers.
 
     A second start on the same folder reports the running broker instead of starting another.
     """
-    if brokers != 1:
-        raise PipelinesError("only --brokers 1 is available so far; the 3-broker cluster is not built yet")
-    broker = local_broker(settings_for(profile), directory)
+    if brokers not in (1, 3):
+        raise PipelinesError("--brokers takes 1 (a single broker) or 3 (a replicated three-node cluster)")
+    if brokers == 3:
+        _cluster_start(directory, profile or "cluster")
+        return
+    if is_cluster_dir(_folder(directory, profile or "local")):
+        raise PipelinesError(
+            f"{_folder(directory, profile or 'local')} holds a 3-broker cluster: start it with "
+            "--brokers 3, or give the single broker another --dir"
+        )
+    broker = local_broker(settings_for(profile or "local"), directory)
     with err.status(f"starting Kafka {versions.KAFKA_BROKER} (KRaft) in {broker.directory} ..."):
         state, started = broker.start()
     if started:
@@ -38,6 +57,26 @@ def broker_start(
     print(state.bootstrap_servers)
 
 
+def _cluster_start(directory: Path | None, profile: str) -> None:
+    cluster = local_cluster(settings_for(profile), directory, brokers=3)
+    with err.status(f"starting 3 Kafka {versions.KAFKA_BROKER} brokers (KRaft) in {cluster.directory} ..."):
+        state, started = cluster.start()
+    if started:
+        pids = ", ".join(str(n.pid) for n in state.nodes)
+        err.print(
+            f"[green]3-broker cluster started[/] (pids {pids}); logs in {cluster.directory}/node-*/logs; "
+            f"stop it with `pipelines broker stop --dir {cluster.directory}`"
+        )
+    else:
+        err.print(f"[yellow]a 3-broker cluster already runs[/] from {cluster.directory}")
+    print(state.bootstrap_servers)
+
+
+def _folder(directory: Path | None, profile: str) -> Path:
+    settings = settings_for(profile)
+    return directory or settings.resolve_path(settings.broker.dir)
+
+
 @broker_app.command("stop")
 def broker_stop(
     directory: Annotated[
@@ -45,7 +84,13 @@ def broker_stop(
     ] = None,
     profile: ProfileOpt = "local",
 ) -> None:
-    """Stop the local broker running from the folder (its data stays for the next start)."""
+    """Stop the local broker (or cluster) running from the folder (its data stays for the next start)."""
+    if is_cluster_dir(_folder(directory, profile)):
+        cluster = local_cluster(settings_for(profile), _folder(directory, profile))
+        with err.status("stopping the 3-broker cluster ..."):
+            stopped = cluster.stop()
+        err.print("cluster stopped" if stopped else f"no cluster was running in {cluster.directory}")
+        return
     broker = local_broker(settings_for(profile), directory)
     with err.status("stopping the broker ..."):
         stopped = broker.stop()
@@ -59,7 +104,18 @@ def broker_status(
     ] = None,
     profile: ProfileOpt = "local",
 ) -> None:
-    """Say whether a broker runs from the folder, and where."""
+    """Say whether a broker (or cluster) runs from the folder, and where."""
+    if is_cluster_dir(_folder(directory, profile)):
+        cluster = local_cluster(settings_for(profile), _folder(directory, profile))
+        cluster_state = cluster.running()
+        if cluster_state is None:
+            running = [n.node_id for n in cluster.running_nodes()]
+            err.print(f"the cluster in {cluster.directory} is not fully running (nodes running: {running})")
+            raise typer.Exit(1)
+        print(cluster_state.bootstrap_servers)
+        pids = ", ".join(str(n.pid) for n in cluster_state.nodes)
+        err.print(f"pids {pids}, logs in {cluster.directory}/node-*/logs")
+        return
     broker = local_broker(settings_for(profile), directory)
     state = broker.running()
     if state is None:

@@ -163,6 +163,94 @@ def log_tail(log_dir: Path, lines: int = 25) -> str:
     return "\n".join(parts) or f"(no broker logs in {log_dir})"
 
 
+def find_java(java: str | None = None) -> str:
+    """The java executable: `java` if given, else $JAVA_HOME/bin/java, else `java` on PATH.
+
+    Raises BrokerError saying how to install Java when none is found.
+    """
+    candidates = [java] if java else []
+    if not candidates:
+        java_home = os.environ.get("JAVA_HOME")
+        if java_home:
+            candidates.append(str(Path(java_home) / "bin" / "java"))
+        candidates.append("java")
+    for c in candidates:
+        found = shutil.which(c)
+        if found:
+            return found
+    raise BrokerError(
+        f"Java was not found (tried {', '.join(candidates)}). The Kafka broker needs Java 17 or "
+        "newer: install it (Debian: apt-get install openjdk-17-jre-headless) or set JAVA_HOME."
+    )
+
+
+def kafka_command(
+    java: str, classpath: str, config: Path, log_dir: Path, log4j_config: Path, heap: str
+) -> list[str]:
+    """The command line of a Kafka server (`kafka.Kafka`) reading `config` and logging to `log_dir`."""
+    return [
+        java,
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dkafka.logs.dir={log_dir}",
+        f"-Dlog4j2.configurationFile={log4j_config}",
+        "-cp",
+        classpath,
+        "kafka.Kafka",
+        str(config),
+    ]
+
+
+def format_command(
+    java: str, classpath: str, cluster_id: str, config: Path, log_dir: Path, log4j_config: Path
+) -> list[str]:
+    """The command that formats the log directory of `config` for `cluster_id` (a no-op when it
+    already is formatted)."""
+    return [
+        java,
+        "-Xmx256m",
+        f"-Dlog4j2.configurationFile={log4j_config}",
+        f"-Dkafka.logs.dir={log_dir}",
+        "-cp",
+        classpath,
+        "kafka.tools.StorageTool",
+        "format",
+        "--cluster-id",
+        cluster_id,
+        "--config",
+        str(config),
+        "--ignore-formatted",
+    ]
+
+
+def check_formatted(proc: subprocess.CompletedProcess[str], data_dir: Path, log_dir: Path) -> None:
+    """Keep the format command's output in `log_dir/format.log`; BrokerError if it failed."""
+    (log_dir / "format.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise BrokerError(
+            f"formatting the broker storage in {data_dir} failed (exit {proc.returncode}):\n"
+            + (proc.stderr or proc.stdout).strip()[-2000:]
+        )
+
+
+def format_storage(
+    java: str,
+    classpath: str,
+    cluster_id: str,
+    config: Path,
+    data_dir: Path,
+    log_dir: Path,
+    log4j_config: Path,
+) -> None:
+    """Format `data_dir` (the `log.dirs` of `config`) for `cluster_id`; BrokerError if that fails."""
+    cmd = format_command(java, classpath, cluster_id, config, log_dir, log4j_config)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    check_formatted(proc, data_dir, log_dir)
+
+
 def metadata_answers(bootstrap_servers: str, timeout_s: float = 2.0) -> bool:
     """True when a broker at `bootstrap_servers` answers a metadata request within `timeout_s`."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers}, logger=_quiet)
@@ -249,20 +337,7 @@ class LocalBroker:
 
     # -- lifecycle --------------------------------------------------------------------------
     def _java(self) -> str:
-        candidates = [self.java] if self.java else []
-        if not candidates:
-            java_home = os.environ.get("JAVA_HOME")
-            if java_home:
-                candidates.append(str(Path(java_home) / "bin" / "java"))
-            candidates.append("java")
-        for c in candidates:
-            found = shutil.which(c)
-            if found:
-                return found
-        raise BrokerError(
-            f"Java was not found (tried {', '.join(candidates)}). The Kafka broker needs Java 17 or "
-            "newer: install it (Debian: apt-get install openjdk-17-jre-headless) or set JAVA_HOME."
-        )
+        return find_java(self.java)
 
     def start(self) -> tuple[BrokerState, bool]:
         """Start the broker and wait until it answers; returns (state, started_now).
@@ -306,20 +381,7 @@ class LocalBroker:
             self._format(java, classpath, state, config)
 
         stdout = (self.log_dir / "stdout.log").open("ab")
-        cmd = [
-            java,
-            f"-Xmx{self.heap}",
-            f"-Xms{self.heap}",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true",
-            f"-Dkafka.logs.dir={self.log_dir}",
-            f"-Dlog4j2.configurationFile={self.log4j_config}",
-            "-cp",
-            classpath,
-            "kafka.Kafka",
-            str(config),
-        ]
+        cmd = kafka_command(java, classpath, config, self.log_dir, self.log4j_config, self.heap)
         # A session of its own: the broker outlives `pipelines broker start` and ignores the
         # terminal's Ctrl-C, which is meant for the foreground command.
         self._proc = subprocess.Popen(
@@ -338,28 +400,9 @@ class LocalBroker:
         return state, True
 
     def _format(self, java: str, classpath: str, state: BrokerState, config: Path) -> None:
-        cmd = [
-            java,
-            "-Xmx256m",
-            f"-Dlog4j2.configurationFile={self.log4j_config}",
-            f"-Dkafka.logs.dir={self.log_dir}",
-            "-cp",
-            classpath,
-            "kafka.tools.StorageTool",
-            "format",
-            "--cluster-id",
-            state.cluster_id,
-            "--config",
-            str(config),
-            "--ignore-formatted",
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        (self.log_dir / "format.log").write_text(proc.stdout + proc.stderr)
-        if proc.returncode != 0:
-            raise BrokerError(
-                f"formatting the broker storage in {self.data_dir} failed (exit {proc.returncode}):\n"
-                + (proc.stderr or proc.stdout).strip()[-2000:]
-            )
+        format_storage(
+            java, classpath, state.cluster_id, config, self.data_dir, self.log_dir, self.log4j_config
+        )
 
     def _wait_ready(self, state: BrokerState) -> None:
         deadline = time.monotonic() + self.start_timeout_s

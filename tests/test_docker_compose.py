@@ -1,0 +1,122 @@
+"""docker/compose.yaml: three KRaft brokers with a full configuration, a Spark master and two
+workers of the project's Spark version, the Kafka UI and the submit image; every published port on
+127.0.0.1. No Docker engine runs here, so the file is checked as data and, where the Compose plugin
+is installed, by `docker compose config` (which needs no engine)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipelines import versions
+from pipelines.paths import PROJECT_ROOT
+
+COMPOSE = PROJECT_ROOT / "docker" / "compose.yaml"
+BROKERS = ("kafka-1", "kafka-2", "kafka-3")
+REPLICATION = {
+    "KAFKA_DEFAULT_REPLICATION_FACTOR": 3,
+    "KAFKA_MIN_INSYNC_REPLICAS": 2,
+    "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": 3,
+    "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": 3,
+    "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": 2,
+    "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": 3,
+    "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": 2,
+    "KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE": "false",
+}
+SERVICES = {*BROKERS, "spark-master", "spark-worker-1", "spark-worker-2", "kafka-ui", "submit"}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    doc = yaml.safe_load(COMPOSE.read_text())  # resolves the file's anchors and `<<` merges
+    result: dict[str, Any] = doc["services"]
+    return result
+
+
+def test_services_and_versions(services: dict[str, Any]) -> None:
+    assert set(services) == SERVICES
+    assert {services[b]["image"] for b in BROKERS} == {f"apache/kafka:{versions.KAFKA_BROKER}"}
+    spark = {"spark-master", "spark-worker-1", "spark-worker-2"}
+    assert {services[s]["image"] for s in spark} == {f"apache/spark:{versions.SPARK}"}
+    assert services["kafka-ui"]["image"].startswith("kafbat/kafka-ui:")
+
+
+def test_brokers_form_one_kraft_quorum_with_listeners_for_containers_and_host(
+    services: dict[str, Any],
+) -> None:
+    envs = [services[b]["environment"] for b in BROKERS]
+    assert [e["KAFKA_NODE_ID"] for e in envs] == [1, 2, 3]
+    assert len({e["CLUSTER_ID"] for e in envs}) == 1
+    voters = "1@kafka-1:29093,2@kafka-2:29093,3@kafka-3:29093"
+    for name, env in zip(BROKERS, envs, strict=True):
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters
+        listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
+        advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+        protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+        assert set(listeners) == set(protocols) == {"INTERNAL", "EXTERNAL", "CONTROLLER"}
+        assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
+        assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "INTERNAL"
+        assert advertised["INTERNAL"] == f"{name}:19092"
+        host_port = listeners["EXTERNAL"].removeprefix(":")
+        # Host clients reach the broker where it says it is: the port published on loopback.
+        assert advertised["EXTERNAL"] == f"127.0.0.1:{host_port}"
+        assert services[name]["ports"] == [f"127.0.0.1:{host_port}:{host_port}"]
+        assert {k: env.get(k) for k in REPLICATION} == REPLICATION
+    ui = services["kafka-ui"]["environment"]["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"]
+    assert ui == "kafka-1:19092,kafka-2:19092,kafka-3:19092"
+
+
+def test_spark_master_two_workers_and_a_way_to_submit_with_the_jars(services: dict[str, Any]) -> None:
+    master = services["spark-master"]["command"]
+    assert master[:2] == ["/opt/spark/bin/spark-class", "org.apache.spark.deploy.master.Master"]
+    assert master[master.index("--port") + 1] == "7077"
+    for worker in ("spark-worker-1", "spark-worker-2"):
+        command = services[worker]["command"]
+        assert command[1] == "org.apache.spark.deploy.worker.Worker"
+        assert command[-1] == "spark://spark-master:7077"
+        assert "pipelines-data:/data" in services[worker]["volumes"]
+    submit = services["submit"]
+    assert "../.jars/spark:/opt/pipelines/.jars/spark:ro" in submit["volumes"]
+    assert "pipelines-data:/data" in submit["volumes"]
+    assert (PROJECT_ROOT / submit["build"]["dockerfile"]).is_file()
+    script = (PROJECT_ROOT / "docker" / "submit-job.sh").read_text()
+    assert '--jars "$(pipelines jars)"' in script and "spark-submit" in script
+
+
+def test_every_published_port_is_on_loopback(services: dict[str, Any]) -> None:
+    published = [port for service in services.values() for port in service.get("ports", [])]
+    assert published and all(port.startswith("127.0.0.1:") for port in published), published
+
+
+def _docker_compose() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker is None:
+        return None
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, check=False)
+    return [docker, "compose"] if probe.returncode == 0 else None
+
+
+def test_docker_compose_config_accepts_the_file() -> None:
+    compose = _docker_compose()
+    if compose is None:
+        pytest.skip("the Docker Compose plugin is not installed (`docker compose version` fails)")
+    proc = subprocess.run(
+        [*compose, "-f", str(COMPOSE), "--profile", "tools", "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert set(doc["services"]) == SERVICES
+    ports = [p for s in doc["services"].values() for p in s.get("ports", [])]
+    assert len(ports) == 5 and {p["host_ip"] for p in ports} == {"127.0.0.1"}
+    assert doc["services"]["submit"]["volumes"][0]["source"] == str(Path(PROJECT_ROOT, ".jars", "spark"))

@@ -264,8 +264,10 @@ def read_range(
         deadline = time.monotonic() + timeout_s
         while remaining and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
-            if msg is None or msg.error() is not None:
+            if msg is None:
                 continue
+            if msg.error() is not None:
+                raise PipelinesError(f"reading {topic!r} failed: {msg.error()}")
             p, o = msg.partition(), msg.offset()
             if p in remaining and o is not None and o < wanted[p][1]:
                 records.append(msg)

@@ -6,13 +6,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from typer.testing import CliRunner
 
 from pipelines.cli import app
@@ -20,6 +18,7 @@ from pipelines.errors import PipelinesError
 from pipelines.generators.events import GeneratedEvent, generate_events
 from pipelines.generators.ledger import read_ledger
 from pipelines.generators.publish import publish_events
+from pipelines.kafka.admin import end_offsets, read_range
 from pipelines.kafka.producer import make_producer
 
 PIPELINES = str(Path(sys.executable).with_name("pipelines"))
@@ -28,33 +27,11 @@ runner = CliRunner()
 Record = tuple[int, int, bytes | None, bytes]
 
 
-def read_whole_topic(bootstrap: str, topic: str, group: str, timeout_s: float = 30.0) -> list[Record]:
+def read_whole_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Record]:
     """Every record of every partition, from offset 0 to the end offsets at the time of the call, as
     (partition, offset, key, value); fails if the deadline passes first."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
-        }
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        unfinished = {p for p in partitions if ends[p] > 0}
-        records: list[Record] = []
-        deadline = time.monotonic() + timeout_s
-        while unfinished and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            assert msg.error() is None, msg.error()
-            partition, offset = msg.partition(), msg.offset()
-            assert partition is not None and offset is not None
-            records.append((partition, offset, msg.key(), msg.value() or b""))
-            if offset + 1 >= ends[partition]:
-                unfinished.discard(partition)
-        assert not unfinished, f"partitions {sorted(unfinished)} not read to the end within {timeout_s} s"
-        return records
-    finally:
-        consumer.close()
+    messages = read_range(bootstrap, topic, {}, end_offsets(bootstrap, topic), timeout_s=timeout_s)
+    return [(m.partition(), m.offset(), m.key(), m.value() or b"") for m in messages]
 
 
 def assert_dense(records: list[Record]) -> None:
@@ -88,7 +65,7 @@ def test_generate_orders_the_topic_holds_exactly_the_ledger(
         (e.key, e.value, e.kind, e.reason, e.late_by_ms) for e in expected
     ]
     # ... and the topic holds exactly the ledger: same records at the same partitions and offsets.
-    records = read_whole_topic(bootstrap, topic, group_id)
+    records = read_whole_topic(bootstrap, topic)
     assert len(records) == 3000
     assert set(records) == {(e.partition, e.offset, e.key, e.value) for e in entries}
     assert_dense(records)
@@ -193,7 +170,7 @@ def test_an_interrupted_run_leaves_a_true_ledger(
     entries = read_ledger(ledger)
     assert [e.seq for e in entries] == list(range(250))
     assert all(e.acknowledged for e in entries)
-    assert set(read_whole_topic(bootstrap, topic, group_id)) == {
+    assert set(read_whole_topic(bootstrap, topic)) == {
         (e.partition, e.offset, e.key, e.value) for e in entries
     }
 

@@ -36,7 +36,7 @@ def test_heartbeats_follow_the_events_on_every_partition(
         if e.kind == "valid"
     )
     beat_at = (latest + timedelta(seconds=90)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    records = read_whole_topic(bootstrap, topic, group_id)
+    records = read_whole_topic(bootstrap, topic)
     assert len(records) == 503
     heartbeats = sorted((p, v) for p, _, k, v in records if k == b"heartbeat")
     expected_value = f'{{"heartbeat":true,"timestamp":"{beat_at}"}}'.encode()

@@ -52,7 +52,7 @@ def run_once(spark: SparkSession, bootstrap: str, topic: str, out: str, dlq: str
 
 def latest_per_key(bootstrap: str, topic: str, group: str) -> dict[str, tuple[int, Decimal]]:
     latest: dict[str, tuple[int, Decimal]] = {}
-    for _, _, key, value in sorted(read_whole_topic(bootstrap, topic, group), key=lambda r: (r[0], r[1])):
+    for _, _, key, value in sorted(read_whole_topic(bootstrap, topic), key=lambda r: (r[0], r[1])):
         doc = json.loads(value, parse_float=Decimal)
         assert key is not None and key.decode() == doc["customer_id"]
         latest[doc["customer_id"]] = (doc["order_count"], Decimal(doc["total_amount"]))

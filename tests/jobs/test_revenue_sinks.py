@@ -54,7 +54,7 @@ def test_kafka_sink_sends_updates_keyed_by_window_and_category(
         job.stop()
         spark.streams.removeListener(recorder)
 
-    records = sorted(read_whole_topic(bootstrap, out, group_id), key=lambda r: (r[0], r[1]))
+    records = sorted(read_whole_topic(bootstrap, out), key=lambda r: (r[0], r[1]))
     latest = {key: json.loads(value, parse_float=Decimal) for _, _, key, value in records}
     assert latest == {
         b"2026-11-27T10:00:00.000Z|books": {"window_start": "2026-11-27T10:00:00.000Z",

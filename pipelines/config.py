@@ -4,6 +4,12 @@ Only the entry points (the CLI, the jobs, the test fixtures) call `load_settings
 environment explicitly; everything below them receives plain values. Environment overrides use
 `PIPELINES_<SECTION>__<NAME>` (double underscore between levels), and the most common one has a
 short form: `PIPELINES_BOOTSTRAP_SERVERS`.
+
+Secrets come from the environment only: a profile file that sets one (`kafka.sasl_password`) is
+refused, and secrets are `SecretStr`s, which print as `**********`. Client security is
+`PIPELINES_KAFKA__SECURITY_PROTOCOL`, `PIPELINES_KAFKA__SASL_MECHANISM`,
+`PIPELINES_KAFKA__SASL_USERNAME`, `PIPELINES_KAFKA__SASL_PASSWORD` and
+`PIPELINES_KAFKA__SSL_CA_LOCATION` (see `pipelines.security`).
 """
 
 from __future__ import annotations
@@ -13,13 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from pipelines.errors import PipelinesError
 from pipelines.paths import CONF_DIR, PROJECT_ROOT
 
 ENV_PREFIX = "PIPELINES_"
 LOCAL_BROKER = "local"
+SECRET_FIELDS = (("kafka", "sasl_password"),)
+"""(section, name) of every setting that is a secret: environment only."""
 
 
 class _Frozen(BaseModel):
@@ -31,12 +39,22 @@ class KafkaSettings(_Frozen):
     """`host:port[,host:port]`, or "local" for the broker `pipelines broker start` runs."""
     producer: dict[str, str | int | bool] = Field(default_factory=dict)
     """librdkafka producer properties added to the project's defaults."""
+    security_protocol: str = "PLAINTEXT"
+    """PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL."""
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    """Only from the environment (PIPELINES_KAFKA__SASL_PASSWORD); a profile file may not set it."""
+    ssl_ca_location: Path | None = None
+    """PEM file of the CA that signed the brokers' certificates (relative: to the project root)."""
 
 
 class BrokerSettings(_Frozen):
     dir: Path = Path(".pipelines/broker")
     heap: str = "512m"
     start_timeout_s: float = 90.0
+    secure: bool = False
+    """Start the local broker with TLS, SCRAM-SHA-512 and ACLs (`pipelines broker start --secure`)."""
 
 
 class SparkSettings(_Frozen):
@@ -86,6 +104,13 @@ def load_settings(
         known = sorted(p.stem for p in conf_dir.glob("*.yaml"))
         raise PipelinesError(f"profile {profile!r} not found at {path}; known profiles: {', '.join(known)}")
     data: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+    for section, key in SECRET_FIELDS:
+        if key in (data.get(section) or {}):
+            env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+            raise PipelinesError(
+                f"{path} sets {section}.{key}, a secret: secrets come only from the environment "
+                f"({env}), never from a file that could be committed. Remove it from the profile."
+            )
     data.setdefault("profile", path.stem)
     for keys, value in _env_overrides(environ or {}):
         node = data

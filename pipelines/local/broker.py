@@ -8,6 +8,11 @@ its storage, configuration, pid file and logs in one folder:
     DIR/data/               the log directory (formatted on first start)
     DIR/logs/server.log     the broker's log; DIR/logs/stdout.log what the JVM printed
 
+A secured broker (`secure=True`, `pipelines broker start --secure`) listens with SASL_SSL
+(SCRAM-SHA-512 over TLS) for clients and itself, SSL with client certificates for its controller,
+authorizes every request with KRaft's StandardAuthorizer (nothing is allowed without an ACL), and
+keeps its certificates and the 0600 credentials file in the same folder (`pipelines.local.security`).
+
 It listens on free ports of 127.0.0.1 only, is ready only once it answers a metadata request, and
 keeps its ports across restarts of the same folder. Use it as a context manager, through
 `pipelines broker start|stop`, or as the session-scoped pytest fixture in `tests/conftest.py`.
@@ -27,6 +32,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -34,7 +40,7 @@ from types import TracebackType
 from confluent_kafka.admin import AdminClient
 
 from pipelines.errors import BrokerError
-from pipelines.local import jvm
+from pipelines.local import jvm, security
 from pipelines.paths import CONF_DIR
 
 HOST = "127.0.0.1"
@@ -53,20 +59,27 @@ class BrokerState:
     controller_port: int
     cluster_id: str
     pid: int | None = None
+    secure: bool = False
+    """TLS + SCRAM + ACLs (the client listener speaks SASL_SSL)."""
 
 
-def server_properties(state: BrokerState, data_dir: Path) -> str:
+def server_properties(
+    state: BrokerState, data_dir: Path, security: Mapping[str, str] | None = None
+) -> str:
     """The broker's configuration. Single-node values for every internal topic, or consumer groups
-    and transactional producers would wait forever for replicas that do not exist."""
-    props = {
+    and transactional producers would wait forever for replicas that do not exist. A secured
+    broker (`state.secure`) gets SASL_SSL and SSL listeners and the `security` properties
+    (`pipelines.local.security.secure_properties`)."""
+    client, controller = ("SASL_SSL", "SSL") if state.secure else ("PLAINTEXT", "PLAINTEXT")
+    props: dict[str, object] = {
         "process.roles": "broker,controller",
         "node.id": NODE_ID,
         "controller.quorum.voters": f"{NODE_ID}@{HOST}:{state.controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{state.port},CONTROLLER://{HOST}:{state.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{state.port}",
+        "listeners": f"{client}://{HOST}:{state.port},CONTROLLER://{HOST}:{state.controller_port}",
+        "advertised.listeners": f"{client}://{HOST}:{state.port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": client,
+        "listener.security.protocol.map": f"{client}:{client},CONTROLLER:{controller}",
         "log.dirs": str(data_dir),
         "num.partitions": 3,
         # Topics are created on purpose (`pipelines topics create`), never by a typo in a job.
@@ -82,6 +95,7 @@ def server_properties(state: BrokerState, data_dir: Path) -> str:
         "group.initial.rebalance.delay.ms": 0,
         "log.retention.hours": 168,
         "log.segment.bytes": 64 * 1024 * 1024,
+        **(security or {}),
     }
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
@@ -205,10 +219,16 @@ def kafka_command(
 
 
 def format_command(
-    java: str, classpath: str, cluster_id: str, config: Path, log_dir: Path, log4j_config: Path
+    java: str,
+    classpath: str,
+    cluster_id: str,
+    config: Path,
+    log_dir: Path,
+    log4j_config: Path,
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The command that formats the log directory of `config` for `cluster_id` (a no-op when it
-    already is formatted)."""
+    already is formatted); `extra_args` such as `--add-scram ...` go to the storage tool."""
     return [
         java,
         "-Xmx256m",
@@ -223,6 +243,7 @@ def format_command(
         "--config",
         str(config),
         "--ignore-formatted",
+        *extra_args,
     ]
 
 
@@ -244,16 +265,20 @@ def format_storage(
     data_dir: Path,
     log_dir: Path,
     log4j_config: Path,
+    extra_args: Sequence[str] = (),
 ) -> None:
     """Format `data_dir` (the `log.dirs` of `config`) for `cluster_id`; BrokerError if that fails."""
-    cmd = format_command(java, classpath, cluster_id, config, log_dir, log4j_config)
+    cmd = format_command(java, classpath, cluster_id, config, log_dir, log4j_config, extra_args)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     check_formatted(proc, data_dir, log_dir)
 
 
-def metadata_answers(bootstrap_servers: str, timeout_s: float = 2.0) -> bool:
-    """True when a broker at `bootstrap_servers` answers a metadata request within `timeout_s`."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers}, logger=_quiet)
+def metadata_answers(
+    bootstrap_servers: str, timeout_s: float = 2.0, client_conf: Mapping[str, str] | None = None
+) -> bool:
+    """True when a broker at `bootstrap_servers` answers a metadata request within `timeout_s`
+    (`client_conf`: the security settings a secured broker needs)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **(client_conf or {})}, logger=_quiet)
     try:
         md = admin.list_topics(timeout=timeout_s)
     except Exception:  # KafkaException on timeout or transport failure: not ready (yet)
@@ -273,8 +298,10 @@ class LocalBroker:
         start_timeout_s: float = 90.0,
         java: str | None = None,
         log4j_config: Path = CONF_DIR / "broker-log4j2.yaml",
+        secure: bool = False,
     ) -> None:
         self.directory = directory.resolve()
+        self.secure = secure
         self.jars_dir = jars_dir
         self.heap = heap
         self.start_timeout_s = start_timeout_s
@@ -299,6 +326,35 @@ class LocalBroker:
     @property
     def pid_file(self) -> Path:
         return self.directory / "broker.pid"
+
+    @property
+    def credentials_file(self) -> Path:
+        """The 0600 file with the secured broker's passwords (the only file holding them)."""
+        return self.directory / security.CREDENTIALS_FILE
+
+    @property
+    def ca_file(self) -> Path:
+        """The secured broker's CA certificate (PEM), for clients' `ssl.ca.location`."""
+        return security.tls_files(self.directory).ca_pem
+
+    def credentials(self) -> security.LocalCredentials:
+        """The secured broker's credentials; BrokerError if it has none (never started secured)."""
+        if not self.credentials_file.is_file():
+            raise BrokerError(f"no secured broker has been started in {self.directory}")
+        return security.load_or_create_credentials(self.directory)[0]
+
+    def client_conf(self, principal: str = security.ADMIN) -> dict[str, str]:
+        """librdkafka settings to reach this broker as `principal` (empty for a plaintext broker)."""
+        state = self.read_state()
+        if state is None or not state.secure:
+            return {}
+        return {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": security.SCRAM_MECHANISM,
+            "sasl.username": principal,
+            "sasl.password": self.credentials().password(principal),
+            "ssl.ca.location": str(self.ca_file),
+        }
 
     # -- state ------------------------------------------------------------------------------
     def read_state(self) -> BrokerState | None:
@@ -346,7 +402,9 @@ class LocalBroker:
         """
         existing = self.running()
         if existing is not None:
-            if not metadata_answers(existing.bootstrap_servers, timeout_s=10):
+            if existing.secure != self.secure:
+                raise BrokerError(self._mode_mismatch(existing.secure))
+            if not metadata_answers(existing.bootstrap_servers, timeout_s=10, client_conf=self.client_conf()):
                 raise BrokerError(
                     f"a broker process (pid {existing.pid}) runs from {self.directory} but does not "
                     f"answer at {existing.bootstrap_servers}. Stop it with "
@@ -363,8 +421,12 @@ class LocalBroker:
             port, controller_port = _free_port(), _free_port()
             while controller_port == port:
                 controller_port = _free_port()
-            state = BrokerState(f"{HOST}:{port}", port, controller_port, _new_cluster_id())
+            state = BrokerState(
+                f"{HOST}:{port}", port, controller_port, _new_cluster_id(), secure=self.secure
+            )
         else:
+            if previous.secure != self.secure:
+                raise BrokerError(self._mode_mismatch(previous.secure))
             state = BrokerState(**{**asdict(previous), "pid": None})
         for p in (state.port, state.controller_port):
             if not _port_is_free(p):
@@ -373,12 +435,23 @@ class LocalBroker:
                     f"{self.directory} was set up to use it. Free the port, or remove "
                     f"{self.state_file} to let the broker choose new free ports."
                 )
+        secure_props: dict[str, str] | None = None
+        scram_args: list[str] = []
+        if self.secure:
+            creds, _ = security.load_or_create_credentials(self.directory)
+            secure_props = security.secure_properties(creds, security.ensure_certificates(self.directory, creds, java))
+            scram_args = security.add_scram_args(creds)
         config = self.directory / "server.properties"
-        config.write_text(server_properties(state, self.data_dir))
+        config.write_text(server_properties(state, self.data_dir, secure_props))
         self._write_state(state)
 
         if not (self.data_dir / "meta.properties").is_file():
-            self._format(java, classpath, state, config)
+            # The SCRAM users are created with the storage: the broker needs its own (admin) login
+            # for inter-broker traffic before any client could create one.
+            format_storage(
+                java, classpath, state.cluster_id, config, self.data_dir, self.log_dir, self.log4j_config,
+                scram_args,
+            )  # fmt: skip
 
         stdout = (self.log_dir / "stdout.log").open("ab")
         cmd = kafka_command(java, classpath, config, self.log_dir, self.log4j_config, self.heap)
@@ -399,14 +472,20 @@ class LocalBroker:
         self._wait_ready(state)
         return state, True
 
-    def _format(self, java: str, classpath: str, state: BrokerState, config: Path) -> None:
-        format_storage(
-            java, classpath, state.cluster_id, config, self.data_dir, self.log_dir, self.log4j_config
+    def _mode_mismatch(self, existing_secure: bool) -> str:
+        if existing_secure:
+            return (
+                f"the broker in {self.directory} is a secured one (TLS, SCRAM, ACLs): start it with "
+                "--secure (or --profile secure), or give a plaintext broker another --dir"
+            )
+        return (
+            f"the broker in {self.directory} is a plaintext one: start it without --secure, or give "
+            "the secured broker another --dir (the secure profile uses .pipelines/broker-secure)"
         )
 
     def _wait_ready(self, state: BrokerState) -> None:
         deadline = time.monotonic() + self.start_timeout_s
-        admin = AdminClient({"bootstrap.servers": state.bootstrap_servers}, logger=_quiet)
+        admin = AdminClient({"bootstrap.servers": state.bootstrap_servers, **self.client_conf()}, logger=_quiet)
         assert self._proc is not None
         while True:
             code = self._proc.poll()

@@ -75,7 +75,7 @@ class KafkaSecurity:
                 raise PipelinesError(
                     f"security protocol {self.protocol} needs a username and a password: set "
                     "PIPELINES_KAFKA__SASL_USERNAME and PIPELINES_KAFKA__SASL_PASSWORD in the environment "
-                    "(for the local secured broker: eval \"$(pipelines broker env)\")"
+                    '(for the local secured broker: eval "$(pipelines broker env)")'
                 )
         if self.ca_location is not None and self.uses_tls and not self.ca_location.is_file():
             raise PipelinesError(
@@ -133,10 +133,8 @@ class KafkaSecurity:
     def jaas_config(self) -> str:
         """The `sasl.jaas.config` line of Kafka's Java clients for this login."""
         assert self.username is not None and self.password is not None
-        return (
-            f"{_JAAS_MODULES[self.mechanism]} required "
-            f'username="{_jaas_quote(self.username)}" password="{_jaas_quote(self.password.get_secret_value())}";'
-        )
+        user, password = _jaas_quote(self.username), _jaas_quote(self.password.get_secret_value())
+        return f'{_JAAS_MODULES[self.mechanism]} required username="{user}" password="{password}";'
 
     def spark_options(self) -> dict[str, str]:
         """Options of Spark's kafka source and sink (`kafka.`-prefixed Java client settings).
@@ -271,15 +269,21 @@ def is_authorization_error(err: KafkaError | None) -> bool:
 
 
 def authorization_error(
-    err: KafkaError, *, bootstrap_servers: str, operation: str, name: str
+    err: KafkaError, *, bootstrap_servers: str, operation: str, name: str, group: str | None = None
 ) -> AuthorizationError:
-    """The AuthorizationError for a broker's `*_AUTHORIZATION_FAILED` answer about `name`."""
+    """The AuthorizationError for a broker's `*_AUTHORIZATION_FAILED` answer: about topic `name`
+    (`operation` on it), or about consumer group `group` (Read), or the cluster."""
     resource_type, code = AUTHORIZATION_CODES[err.code()]
-    return AuthorizationError(security_for(bootstrap_servers).principal, operation, resource_type, name, code)
+    principal = security_for(bootstrap_servers).principal
+    if resource_type == "group":
+        return AuthorizationError(principal, "Read", "group", group or "?", code)
+    if resource_type == "cluster":
+        return AuthorizationError(principal, operation, "cluster", "kafka-cluster", code)
+    return AuthorizationError(principal, operation, resource_type, name, code)
 
 
 AUTHENTICATION_HINT = (
     "check PIPELINES_KAFKA__SECURITY_PROTOCOL, PIPELINES_KAFKA__SASL_USERNAME, "
     "PIPELINES_KAFKA__SASL_PASSWORD and PIPELINES_KAFKA__SSL_CA_LOCATION (for the local secured "
-    "broker: eval \"$(pipelines broker env)\")"
+    'broker: eval "$(pipelines broker env)")'
 )

@@ -9,6 +9,8 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from pipelines.security import spark_kafka_options
+
 
 def start_delta_append(
     df: DataFrame,
@@ -56,16 +58,16 @@ def start_kafka_sink(
 
     At-least-once: a batch written but not yet committed in the checkpoint when the job dies is
     written again on restart, so consumers must tolerate duplicates (keys are deterministic).
+    The security options registered for `bootstrap_servers` (`pipelines.security`) are added.
     """
     writer = (
         df.writeStream.format("kafka")
         .outputMode(output_mode)
         .queryName(query_name)
-        .option("kafka.bootstrap.servers", bootstrap_servers)
         .option("topic", topic)
         .option("checkpointLocation", str(checkpoint))
     )
-    for key, value in (extra_options or {}).items():
+    for key, value in {**spark_kafka_options(bootstrap_servers), **(extra_options or {})}.items():
         writer = writer.option(key, value)
     return writer.trigger(**trigger).start()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 
+from pipelines.security import spark_kafka_options
+
 
 def read_kafka_stream(
     spark: SparkSession,
@@ -19,11 +21,13 @@ def read_kafka_stream(
 
     `max_offsets_per_trigger` bounds each micro-batch so a backlog is not read in one batch.
     `failOnDataLoss` stays true: offsets lost to retention fail the query instead of skipping data.
+    The security options registered for `bootstrap_servers` (`pipelines.security`) are added.
     """
+    reader = spark.readStream.format("kafka")
+    for key, value in spark_kafka_options(bootstrap_servers).items():
+        reader = reader.option(key, value)
     reader = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", bootstrap_servers)
-        .option("subscribe", topic)
+        reader.option("subscribe", topic)
         .option("startingOffsets", starting_offsets)
         .option("failOnDataLoss", "true")
     )

@@ -25,6 +25,7 @@ from confluent_kafka.admin import (
 )
 
 from pipelines.errors import PipelinesError
+from pipelines.security import authorization_error, client_conf, is_authorization_error
 
 _LEGAL_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 NOTABLE_CONFIGS = (
@@ -43,9 +44,29 @@ NOTABLE_CONFIGS = (
 _LIBRDKAFKA_LOG = logging.getLogger("pipelines.kafka.librdkafka")
 
 
+class _Admin(AdminClient):
+    """An AdminClient whose metadata answers turn a refused topic into a clear AuthorizationError
+    (instead of looking like a topic that does not exist)."""
+
+    def __init__(self, bootstrap_servers: str, conf: dict[str, Any]) -> None:
+        super().__init__(conf, logger=_LIBRDKAFKA_LOG)
+        self.bootstrap_servers = bootstrap_servers
+
+    def list_topics(self, *args: Any, **kwargs: Any) -> Any:
+        md = super().list_topics(*args, **kwargs)
+        topic = kwargs.get("topic", args[0] if args else None)
+        found = md.topics.get(topic) if topic else None
+        if found is not None and is_authorization_error(found.error):
+            raise authorization_error(
+                found.error, bootstrap_servers=self.bootstrap_servers, operation="Describe", name=str(topic)
+            )
+        return md
+
+
 def admin_client(bootstrap_servers: str) -> AdminClient:
+    """An AdminClient for `bootstrap_servers`, with the security registered for them."""
     # librdkafka's own log lines go to Python logging; the entry point decides what is shown.
-    return AdminClient({"bootstrap.servers": bootstrap_servers}, logger=_LIBRDKAFKA_LOG)
+    return _Admin(bootstrap_servers, client_conf(bootstrap_servers))
 
 
 def validate_topic_name(name: str) -> None:
@@ -229,11 +250,15 @@ def end_offsets(bootstrap_servers: str, topic: str, timeout_s: float = 15.0) -> 
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap_servers, "group.id": "pipelines-offsets", "enable.auto.commit": 0},
+        {**client_conf(bootstrap_servers), "group.id": "pipelines-offsets", "enable.auto.commit": 0},
         logger=_LIBRDKAFKA_LOG,
     )
     try:
         md = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if md is not None and is_authorization_error(md.error):
+            raise authorization_error(
+                md.error, bootstrap_servers=bootstrap_servers, operation="Describe", name=topic
+            )
         if md is None or md.error is not None:
             raise PipelinesError(f"topic {topic!r} does not exist")
         return {
@@ -253,12 +278,19 @@ def read_range(
     wanted = {p: (start.get(p, 0), e) for p, e in end.items() if e > start.get(p, 0)}
     if not wanted:
         return []
+    group = "pipelines-reader"
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap_servers, "group.id": "pipelines-reader", "enable.auto.commit": False},
+        {**client_conf(bootstrap_servers), "group.id": group, "enable.auto.commit": False},
         logger=_LIBRDKAFKA_LOG,
     )
     records: list[Any] = []
     try:
+        # Metadata first: a principal that may not read the topic learns it from the topic's name.
+        md = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if md is not None and is_authorization_error(md.error):
+            raise authorization_error(
+                md.error, bootstrap_servers=bootstrap_servers, operation="Read", name=topic
+            )
         consumer.assign([TopicPartition(topic, p, s) for p, (s, _) in wanted.items()])
         remaining = set(wanted)
         deadline = time.monotonic() + timeout_s
@@ -266,6 +298,14 @@ def read_range(
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
+            if is_authorization_error(msg.error()):
+                raise authorization_error(
+                    msg.error(),
+                    bootstrap_servers=bootstrap_servers,
+                    operation="Read",
+                    name=topic,
+                    group=group,
+                )
             if msg.error() is not None:
                 raise PipelinesError(f"reading {topic!r} failed: {msg.error()}")
             p, o = msg.partition(), msg.offset()

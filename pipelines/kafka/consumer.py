@@ -59,6 +59,7 @@ from confluent_kafka import (
 from pipelines.errors import PipelinesError
 from pipelines.kafka.dlq import DeadLetterWriter
 from pipelines.kafka.producer import LIBRDKAFKA_LOGGER
+from pipelines.security import authorization_error, client_conf, is_authorization_error
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def consumer_config(
     """
     auto = strategy is CommitStrategy.AUTO_COMMIT
     conf: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers,
+        **client_conf(bootstrap_servers),
         "group.id": group_id,
         "partition.assignment.strategy": "cooperative-sticky",
         "auto.offset.reset": "earliest" if from_beginning else "latest",
@@ -219,6 +220,8 @@ class RecordConsumer:
         if commit_every < 1:
             raise ValueError("commit_every must be at least 1")
         self.strategy = strategy
+        self._bootstrap_servers = bootstrap_servers
+        self._group_id = group_id
         self._handler = handler
         self._max_attempts = max_attempts
         self._retry_backoff_s = retry_backoff_s
@@ -248,6 +251,12 @@ class RecordConsumer:
             return None
         err = msg.error()
         if err is not None:
+            if is_authorization_error(err):
+                # Never passes by itself: waiting would only hide that an ACL is missing.
+                raise authorization_error(
+                    err, bootstrap_servers=self._bootstrap_servers, operation="Read", name=msg.topic() or "?",
+                    group=self._group_id,
+                )  # fmt: skip
             if err.fatal():
                 raise PipelinesError(f"consumer failed: {err.str()}")
             # Transient (a broker restarting, a topic not yet visible): librdkafka retries itself.
@@ -453,7 +462,7 @@ def assign_all(
     wants a `group.id`, and gets a throwaway one. Raises PipelinesError if `topic` does not exist.
     """
     conf: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers,
+        **client_conf(bootstrap_servers),
         "group.id": f"pipelines-reader-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -462,6 +471,11 @@ def assign_all(
     consumer = Consumer(conf, logger=LIBRDKAFKA_LOGGER)
     metadata = consumer.list_topics(topic=topic, timeout=timeout_s)
     found = metadata.topics.get(topic)
+    if found is not None and is_authorization_error(found.error):
+        consumer.close()
+        raise authorization_error(
+            found.error, bootstrap_servers=bootstrap_servers, operation="Read", name=topic
+        )
     if found is None or found.error is not None:
         consumer.close()
         raise PipelinesError(f"topic {topic!r} does not exist (`pipelines topics list` shows the topics)")

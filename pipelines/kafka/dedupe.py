@@ -44,6 +44,7 @@ from confluent_kafka import Consumer, KafkaException, Message
 
 from pipelines.errors import PipelinesError
 from pipelines.kafka.producer import LIBRDKAFKA_LOGGER
+from pipelines.security import client_conf
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def dedupe_consumer_config(
     """librdkafka settings of the deduplicating consumer; `overrides` cannot change isolation or
     when offsets are stored, on which its guarantees rest."""
     conf: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers,
+        **client_conf(bootstrap_servers),
         "group.id": group_id,
         "partition.assignment.strategy": "cooperative-sticky",
         "auto.offset.reset": "earliest" if from_beginning else "latest",

@@ -99,6 +99,7 @@ def measure_partition_throughput(
 
     from pipelines.kafka.admin import create_topic, delete_topic
     from pipelines.kafka.producer import make_producer, produce_all
+    from pipelines.security import client_conf
 
     topic = f"pipelines-plan-probe-{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap_servers, topic, partitions=1)
@@ -114,7 +115,7 @@ def measure_partition_throughput(
             raise PipelinesError(f"measuring failed: {len(report.failed)} records not acknowledged")
         consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap_servers,
+                **client_conf(bootstrap_servers),
                 "group.id": f"{topic}-reader",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,

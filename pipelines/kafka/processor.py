@@ -66,6 +66,7 @@ from pipelines.errors import PipelinesError
 from pipelines.kafka.dlq import DeadLetter, dead_letter_topic
 from pipelines.kafka.producer import LIBRDKAFKA_LOGGER, ConfValue, make_producer
 from pipelines.kafka.shipments import RejectedOrder, shipment_value
+from pipelines.security import client_conf
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +280,7 @@ class Processor:
         self._init_transactions(producer)
         self._producer = producer
         conf: dict[str, Any] = {
-            "bootstrap.servers": self.config.bootstrap_servers,
+            **client_conf(self.config.bootstrap_servers),
             "group.id": self.config.group_id,
             "partition.assignment.strategy": "cooperative-sticky",
             "auto.offset.reset": "earliest",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pipelines.errors import PipelinesError
+from pipelines.security import client_conf
 
 LIBRDKAFKA_LOGGER = logging.getLogger("pipelines.kafka.librdkafka")
 """librdkafka's own log lines (transient broker warnings and the like) go to Python logging here
@@ -44,7 +45,7 @@ def make_producer(bootstrap_servers: str, overrides: Mapping[str, ConfValue] | N
     murmur2_random (asking for another raises PipelinesError, as does any setting librdkafka
     rejects, such as idempotence with `acks` other than `all`)."""
     conf: dict[str, ConfValue] = {
-        "bootstrap.servers": bootstrap_servers,
+        **client_conf(bootstrap_servers),
         **PRODUCER_DEFAULTS,
         **(overrides or {}),
     }

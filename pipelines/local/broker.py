@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import select
 import shutil
 import signal
@@ -63,9 +64,7 @@ class BrokerState:
     """TLS + SCRAM + ACLs (the client listener speaks SASL_SSL)."""
 
 
-def server_properties(
-    state: BrokerState, data_dir: Path, security: Mapping[str, str] | None = None
-) -> str:
+def server_properties(state: BrokerState, data_dir: Path, security: Mapping[str, str] | None = None) -> str:
     """The broker's configuration. Single-node values for every internal topic, or consumer groups
     and transactional producers would wait forever for replicas that do not exist. A secured
     broker (`state.secure`) gets SASL_SSL and SSL listeners and the `security` properties
@@ -249,7 +248,9 @@ def format_command(
 
 def check_formatted(proc: subprocess.CompletedProcess[str], data_dir: Path, log_dir: Path) -> None:
     """Keep the format command's output in `log_dir/format.log`; BrokerError if it failed."""
-    (log_dir / "format.log").write_text(proc.stdout + proc.stderr)
+    # The storage tool prints the SCRAM records it adds (salts and derived keys): keep them out.
+    output = re.sub(r"(salt|storedKey|serverKey)=\[[^\]]*\]", r"\1=[***]", proc.stdout + proc.stderr)
+    (log_dir / "format.log").write_text(output)
     if proc.returncode != 0:
         raise BrokerError(
             f"formatting the broker storage in {data_dir} failed (exit {proc.returncode}):\n"
@@ -439,7 +440,8 @@ class LocalBroker:
         scram_args: list[str] = []
         if self.secure:
             creds, _ = security.load_or_create_credentials(self.directory)
-            secure_props = security.secure_properties(creds, security.ensure_certificates(self.directory, creds, java))
+            tls = security.ensure_certificates(self.directory, creds, java)
+            secure_props = security.secure_properties(creds, tls)
             scram_args = security.add_scram_args(creds)
         config = self.directory / "server.properties"
         config.write_text(server_properties(state, self.data_dir, secure_props))
@@ -485,7 +487,8 @@ class LocalBroker:
 
     def _wait_ready(self, state: BrokerState) -> None:
         deadline = time.monotonic() + self.start_timeout_s
-        admin = AdminClient({"bootstrap.servers": state.bootstrap_servers, **self.client_conf()}, logger=_quiet)
+        conf = {"bootstrap.servers": state.bootstrap_servers, **self.client_conf()}
+        admin = AdminClient(conf, logger=_quiet)
         assert self._proc is not None
         while True:
             code = self._proc.poll()

@@ -81,8 +81,7 @@ def load_or_create_credentials(directory: Path) -> tuple[LocalCredentials, bool]
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             raise BrokerError(
-                f"{path} holds passwords but is readable by others (mode {mode:o}); "
-                f"run `chmod 600 {path}`"
+                f"{path} holds passwords but is readable by others (mode {mode:o}); run `chmod 600 {path}`"
             )
         values = dict(
             line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and line[0] != "#"
@@ -91,7 +90,8 @@ def load_or_create_credentials(directory: Path) -> tuple[LocalCredentials, bool]
             passwords = {p: values[f"{p}.password"] for p in PRINCIPALS}
             return LocalCredentials(path, passwords, values["store.password"]), False
         except KeyError as exc:
-            raise BrokerError(f"{path} lacks {exc.args[0]}; remove the broker folder to start afresh") from None
+            missing = exc.args[0]
+            raise BrokerError(f"{path} lacks {missing}; remove the broker folder to start afresh") from None
     directory.mkdir(parents=True, exist_ok=True)
     creds = LocalCredentials(path, {p: secrets.token_hex(16) for p in PRINCIPALS}, secrets.token_hex(16))
     lines = ["# Secrets of the local secured Kafka broker. Mode 0600; never commit or copy this file."]

@@ -9,6 +9,12 @@ Update mode: every batch emits the customers whose counts changed, to a compacte
 keyed by `customer_id` and/or by MERGE into a Delta table. The counts live in the query's RocksDB
 state store (changelog checkpointing) and survive restarts on the same checkpoint. Orders that do
 not parse go to `<source-topic>.dlq` with the reason.
+
+On a secured cluster (TLS, SASL/SCRAM) the credentials come from the environment, never from the
+command line: PIPELINES_KAFKA__SECURITY_PROTOCOL, PIPELINES_KAFKA__SASL_MECHANISM,
+PIPELINES_KAFKA__SASL_USERNAME, PIPELINES_KAFKA__SASL_PASSWORD, PIPELINES_KAFKA__SSL_CA_LOCATION
+(`eval "$(pipelines broker env)"` for the local secured broker); they become the kafka source's and
+sink's `kafka.security.protocol`, `kafka.sasl.jaas.config` and PEM truststore options.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pyspark.errors import AnalysisException, StreamingQueryException
 from pipelines.config import load_settings
 from pipelines.errors import PipelinesError
 from pipelines.flows import CUSTOMER_COUNTS_TOPIC, CUSTOMER_ORDER_COUNTS, SINKS, start_customer_order_counts
+from pipelines.security import security_from_settings, use_security
 from pipelines.spark import explain_analysis_error, session_for_job
 
 
@@ -61,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = load_settings(args.profile, os.environ)
+        # Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
+        use_security(args.bootstrap_servers, security_from_settings(settings))
         spark = session_for_job(CUSTOMER_ORDER_COUNTS, settings, os.environ)
         queries = start_customer_order_counts(
             spark,

@@ -14,6 +14,12 @@ batch's shipments are written again. Consumers deduplicate by `shipment_id`
 (`pipelines.kafka.dedupe`). `--trigger real-time` is Spark's low-latency mode: update mode, stateless
 queries, Kafka in and out, and 2 task slots per source partition (checked before starting).
 An available-now run ends with one JSON line: records read, shipped, dead-lettered.
+
+On a secured cluster (TLS, SASL/SCRAM) the credentials come from the environment, never from the
+command line: PIPELINES_KAFKA__SECURITY_PROTOCOL, PIPELINES_KAFKA__SASL_MECHANISM,
+PIPELINES_KAFKA__SASL_USERNAME, PIPELINES_KAFKA__SASL_PASSWORD, PIPELINES_KAFKA__SSL_CA_LOCATION
+(`eval "$(pipelines broker env)"` for the local secured broker); they become the kafka source's and
+sink's `kafka.security.protocol`, `kafka.sasl.jaas.config` and PEM truststore options.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pyspark.errors import AnalysisException, PySparkException, StreamingQueryEx
 
 from pipelines.config import load_settings
 from pipelines.errors import PipelinesError
+from pipelines.security import security_from_settings, use_security
 from pipelines.shipments import (
     ORDERS_TO_SHIPMENTS,
     SHIPMENTS_TOPIC,
@@ -85,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = load_settings(args.profile, os.environ)
+        # Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
+        use_security(args.bootstrap_servers, security_from_settings(settings))
         spark = session_for_job(ORDERS_TO_SHIPMENTS, settings, os.environ)
         queries = start_orders_to_shipments(
             spark,

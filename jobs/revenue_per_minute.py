@@ -12,6 +12,12 @@ Records that do not parse go to `<topic>.dlq` with the original bytes and the re
 stops on bad input. Every batch's progress (rows in, rows dropped as late, watermark) is appended
 to a JSON-lines progress file; an available-now run ends with one JSON line that accounts for
 every record read: read = aggregated + late + dead_lettered + heartbeats + still_open.
+
+On a secured cluster (TLS, SASL/SCRAM) the credentials come from the environment, never from the
+command line: PIPELINES_KAFKA__SECURITY_PROTOCOL, PIPELINES_KAFKA__SASL_MECHANISM,
+PIPELINES_KAFKA__SASL_USERNAME, PIPELINES_KAFKA__SASL_PASSWORD, PIPELINES_KAFKA__SSL_CA_LOCATION
+(`eval "$(pipelines broker env)"` for the local secured broker); they become the kafka source's and
+sink's `kafka.security.protocol`, `kafka.sasl.jaas.config` and PEM truststore options.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pipelines.config import load_settings
 from pipelines.errors import PipelinesError
 from pipelines.flows import MODES, REVENUE_PER_MINUTE, REVENUE_TOPIC, SINKS, start_revenue_per_minute
 from pipelines.monitor.progress import ProgressRecorder
+from pipelines.security import security_from_settings, use_security
 from pipelines.spark import explain_analysis_error, session_for_job
 
 
@@ -94,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     progress_file = args.progress_file or args.checkpoint.parent / f"{args.checkpoint.name}.progress.jsonl"
     try:
         settings = load_settings(args.profile, os.environ)
+        # Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
+        use_security(args.bootstrap_servers, security_from_settings(settings))
         spark = session_for_job(REVENUE_PER_MINUTE, settings, os.environ)
         spark.streams.addListener(ProgressRecorder(progress_file))
         job = start_revenue_per_minute(

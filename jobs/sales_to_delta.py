@@ -8,6 +8,12 @@
 Also runs as `python jobs/sales_to_delta.py ...`, in which case the project's resolved jars are
 put on the session. Records that do not parse are not written (they are counted in the summary
 line this job prints as JSON); routing them to `sales.dlq` comes with the revenue job.
+
+On a secured cluster (TLS, SASL/SCRAM) the credentials come from the environment, never from the
+command line: PIPELINES_KAFKA__SECURITY_PROTOCOL, PIPELINES_KAFKA__SASL_MECHANISM,
+PIPELINES_KAFKA__SASL_USERNAME, PIPELINES_KAFKA__SASL_PASSWORD, PIPELINES_KAFKA__SSL_CA_LOCATION
+(`eval "$(pipelines broker env)"` for the local secured broker); they become the kafka source's and
+sink's `kafka.security.protocol`, `kafka.sasl.jaas.config` and PEM truststore options.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pyspark.errors import AnalysisException
 from pipelines.config import load_settings
 from pipelines.errors import PipelinesError
 from pipelines.flows import SALES_TO_DELTA, sales_to_delta
+from pipelines.security import security_from_settings, use_security
 from pipelines.spark import explain_analysis_error, session_for_job
 
 
@@ -61,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = load_settings(args.profile, os.environ)
+        # Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
+        use_security(args.bootstrap_servers, security_from_settings(settings))
         spark = session_for_job(SALES_TO_DELTA, settings, os.environ)
         summary = sales_to_delta(
             spark,

@@ -41,6 +41,7 @@ app.add_typer(consume_app)
 app.add_typer(groups_app, name="groups")
 app.add_typer(status_app, name="status")
 app.add_typer(process_app, name="process")
+app.add_typer(__import__("pipelines.commands.acls").commands.acls.acls_app, name="acls")
 
 
 @app.command("jars")

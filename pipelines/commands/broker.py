@@ -1,7 +1,12 @@
-"""`pipelines broker start|stop|status`: the local Apache Kafka broker (KRaft)."""
+"""`pipelines broker start|stop|status|env`: the local Apache Kafka broker (KRaft).
+
+`start --secure` (or `--profile secure`) runs it with TLS, SCRAM-SHA-512 and ACLs; `env` prints the
+`export PIPELINES_KAFKA__...` lines a client needs to reach it as one of its principals.
+"""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -29,8 +34,19 @@ def broker_start(
     ] = None,
     profile: Annotated[
         str | None,
-        typer.Option("--profile", help="settings profile (default: local, or cluster with --brokers 3)"),
+        typer.Option(
+            "--profile",
+            help="settings profile (default: local; cluster with --brokers 3; secure with --secure)",
+        ),
     ] = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="TLS + SCRAM-SHA-512 + ACLs: certificates, users and least-privilege ACLs are created "
+            "on the first start (see `pipelines broker env`)",
+        ),
+    ] = False,
 ) -> None:
     """Start a local broker (or, with --brokers 3, a three-node cluster) in the background and
     print its bootstrap servers.
@@ -40,21 +56,86 @@ def broker_start(
     if brokers not in (1, 3):
         raise PipelinesError("--brokers takes 1 (a single broker) or 3 (a replicated three-node cluster)")
     if brokers == 3:
+        if secure:
+            raise PipelinesError("--secure is for the single broker (--brokers 1)")
         _cluster_start(directory, profile or "cluster")
         return
-    if is_cluster_dir(_folder(directory, profile or "local")):
+    profile = profile or ("secure" if secure else "local")
+    if is_cluster_dir(_folder(directory, profile)):
         raise PipelinesError(
-            f"{_folder(directory, profile or 'local')} holds a 3-broker cluster: start it with "
+            f"{_folder(directory, profile)} holds a 3-broker cluster: start it with "
             "--brokers 3, or give the single broker another --dir"
         )
-    broker = local_broker(settings_for(profile or "local"), directory)
-    with err.status(f"starting Kafka {versions.KAFKA_BROKER} (KRaft) in {broker.directory} ..."):
+    broker = local_broker(settings_for(profile), directory)
+    broker.secure = broker.secure or secure
+    kind = "secured Kafka" if broker.secure else "Kafka"
+    with err.status(f"starting {kind} {versions.KAFKA_BROKER} (KRaft) in {broker.directory} ..."):
         state, started = broker.start()
+        if broker.secure:
+            _ensure_acls(broker.directory, state.bootstrap_servers)
     if started:
         err.print(f"[green]broker started[/] (pid {state.pid}); logs in {broker.log_dir}")
     else:
         err.print(f"[yellow]a broker already runs[/] from {broker.directory} (pid {state.pid})")
+    if broker.secure:
+        env_cmd = "pipelines broker env" + (
+            "" if directory is None else f" --dir {shlex.quote(str(directory))}"
+        )
+        err.print(
+            "TLS + SCRAM-SHA-512 + ACLs; passwords in "
+            f"{broker.credentials_file} (mode 0600). Clients take credentials from the environment:\n"
+            f'  eval "$({env_cmd})"                      # the pipeline principal (jobs, processor)\n'
+            f'  eval "$({env_cmd} --principal producer)" # the generators',
+            highlight=False,
+        )
     print(state.bootstrap_servers)
+
+
+def _ensure_acls(directory: Path, servers: str) -> None:
+    """The least-privilege ACLs of the producer and pipeline principals (idempotent); their users
+    were created with the storage."""
+    from pipelines.kafka.acls import setup_least_privilege
+    from pipelines.local.security import ADMIN, principal_security
+
+    setup_least_privilege(servers, {}, security=principal_security(directory, ADMIN))
+
+
+@broker_app.command("env")
+def broker_env(
+    principal: Annotated[
+        str, typer.Option("--principal", help="pipeline (jobs, processor), producer (generators) or admin")
+    ] = "pipeline",
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="broker folder (default: the profile's)")
+    ] = None,
+    profile: ProfileOpt = "secure",
+) -> None:
+    """Print the `export PIPELINES_KAFKA__...` lines that connect a client to the local secured
+    broker as `principal`: eval "$(pipelines broker env)".
+
+    The password comes from the broker folder's 0600 credentials file and is printed only here.
+    """
+    from pipelines.local.security import principal_security
+
+    broker = local_broker(settings_for(profile), directory)
+    state = broker.running()
+    if state is None or not state.secure:
+        raise PipelinesError(
+            f"no secured broker is running in {broker.directory}; "
+            "start one with `pipelines broker start --secure`"
+        )
+    sec = principal_security(broker.directory, principal)
+    assert sec.password is not None
+    values = {
+        "PIPELINES_BOOTSTRAP_SERVERS": state.bootstrap_servers,
+        "PIPELINES_KAFKA__SECURITY_PROTOCOL": sec.protocol,
+        "PIPELINES_KAFKA__SASL_MECHANISM": sec.mechanism,
+        "PIPELINES_KAFKA__SASL_USERNAME": principal,
+        "PIPELINES_KAFKA__SASL_PASSWORD": sec.password.get_secret_value(),
+        "PIPELINES_KAFKA__SSL_CA_LOCATION": str(sec.ca_location),
+    }
+    for name, value in values.items():
+        print(f"export {name}={shlex.quote(value)}")
 
 
 def _cluster_start(directory: Path | None, profile: str) -> None:

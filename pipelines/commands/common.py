@@ -1,4 +1,9 @@
-"""What every `pipelines` command shares: consoles, common options, settings and the broker lookup."""
+"""What every `pipelines` command shares: consoles, common options, settings and the broker lookup.
+
+`bootstrap_servers` is also where a command's Kafka clients get their credentials: it registers
+the security of the settings (`PIPELINES_KAFKA__*` from the environment) for the servers it
+returns, so every client the command builds for them connects with TLS and SCRAM when configured.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from rich.console import Console
 from pipelines.config import LOCAL_BROKER, Settings, load_settings
 from pipelines.errors import PipelinesError
 from pipelines.local.broker import LocalBroker
+from pipelines.security import KafkaSecurity, security_from_settings, use_security
 
 err = Console(stderr=True)
 """Progress, summaries and errors: stderr, so stdout stays clean for pipes."""
@@ -35,13 +41,24 @@ def local_broker(settings: Settings, directory: Path | None) -> LocalBroker:
         settings.resolve_path(settings.paths.jars_dir),
         heap=settings.broker.heap,
         start_timeout_s=settings.broker.start_timeout_s,
+        secure=settings.broker.secure,
     )
 
 
+def client_security(settings: Settings) -> KafkaSecurity:
+    """The client security the settings (and so the environment) describe."""
+    return security_from_settings(settings)
+
+
 def bootstrap_servers(settings: Settings, override: str | None) -> str:
-    """The servers to talk to: the option, else the profile's; "local" finds the local broker."""
+    """The servers to talk to: the option, else the profile's; "local" finds the local broker.
+
+    Registers the settings' client security for them (see the module docstring).
+    """
     servers = override or settings.kafka.bootstrap_servers
+    security = client_security(settings)
     if servers != LOCAL_BROKER:
+        use_security(servers, security)
         return servers
     broker = local_broker(settings, None)
     state = broker.running()
@@ -50,4 +67,11 @@ def bootstrap_servers(settings: Settings, override: str | None) -> str:
             f"no local broker is running in {broker.directory}. Start one with `pipelines broker start`, "
             "or pass --bootstrap-servers HOST:PORT (or set PIPELINES_BOOTSTRAP_SERVERS)."
         )
+    if state.secure and not security.uses_sasl:
+        raise PipelinesError(
+            f"the local broker in {broker.directory} is secured (TLS, SCRAM, ACLs) and this command has no "
+            'credentials: run `eval "$(pipelines broker env)"` (or `--principal producer` for the '
+            "generators) and use --profile secure"
+        )
+    use_security(state.bootstrap_servers, security)
     return state.bootstrap_servers

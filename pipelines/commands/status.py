@@ -11,9 +11,11 @@ import typer
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from pipelines.commands.common import BootstrapOpt, ProfileOpt, bootstrap_servers, out, settings_for
 from pipelines.errors import PipelinesError
+from pipelines.security import redact, security_for
 
 status_app = typer.Typer(help="Topics, lag (consumer groups and Spark queries) and query progress.")
 
@@ -121,8 +123,11 @@ def status(
     servers = bootstrap_servers(settings, bootstrap)
     roots = checkpoints or [settings.resolve_path(settings.paths.checkpoint_dir)]
 
+    # The security in effect, never its password: the line shows `***` for it.
+    security = Text(f"Kafka {servers}: {redact(security_for(servers).describe())}")
+
     def render() -> Group:
-        return Group(_topics_table(servers), _groups_table(servers), *_spark_tables(servers, roots))
+        return Group(security, _topics_table(servers), _groups_table(servers), *_spark_tables(servers, roots))
 
     if watch is None:
         out.print(render())

@@ -29,7 +29,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from pipelines.errors import BrokerError
+from pipelines.security import KafkaSecurity
 
 CREDENTIALS_FILE = "credentials.properties"
 TLS_DIR = "tls"
@@ -215,3 +218,20 @@ def add_scram_args(creds: LocalCredentials) -> list[str]:
     for principal in PRINCIPALS:
         args += ["--add-scram", f"{SCRAM_MECHANISM}=[name={principal},password={creds.password(principal)}]"]
     return args
+
+
+def principal_security(directory: Path, principal: str) -> KafkaSecurity:
+    """How a client logs in to the secured broker in `directory` as `principal` (SASL_SSL, SCRAM)."""
+    if not (directory / CREDENTIALS_FILE).is_file():
+        raise BrokerError(f"no secured broker has been started in {directory}")
+    creds, _ = load_or_create_credentials(directory)
+    if principal not in creds.passwords:
+        known = ", ".join(PRINCIPALS)
+        raise BrokerError(f"the local secured broker has no principal {principal!r}; it has {known}")
+    return KafkaSecurity(
+        protocol="SASL_SSL",
+        mechanism=SCRAM_MECHANISM,
+        username=principal,
+        password=SecretStr(creds.password(principal)),
+        ca_location=tls_files(directory).ca_pem,
+    )

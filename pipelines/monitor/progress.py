@@ -13,6 +13,10 @@ Spark's `numRowsDroppedByWatermark` counts rows at the input of the stateful ope
 an aggregation is after partial aggregation: several late sales of one window and category in one
 batch and partition count as one. The jobs therefore also reconcile late records exactly at the
 end of a run (see `pipelines.flows`).
+
+Nothing secret reaches the file or the log: every line passes through `pipelines.security.redact`,
+which masks the passwords registered in the process (Spark's progress carries no source options
+today; this keeps it so if a future version adds them).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from pyspark.sql.streaming import StreamingQueryListener
+
+from pipelines.security import redact
 
 log = logging.getLogger("pipelines.progress")
 
@@ -72,7 +78,7 @@ class ProgressRecorder(StreamingQueryListener):
             record["dropped_by_watermark_total"] = self.dropped_total[name]
             if self.path is not None:
                 with self.path.open("a") as fh:
-                    fh.write(json.dumps(record) + "\n")
+                    fh.write(redact(json.dumps(record)) + "\n")
         if record["input_rows"] or record["dropped_by_watermark"]:
             log.info(
                 "%s batch %s: %d rows in, %d dropped as late (%d in total), watermark %s",
@@ -85,4 +91,4 @@ class ProgressRecorder(StreamingQueryListener):
 
     def onQueryTerminated(self, event: Any) -> None:
         if event.exception:
-            log.error("query %s failed: %s", event.id, event.exception.splitlines()[0])
+            log.error("query %s failed: %s", event.id, redact(event.exception.splitlines()[0]))

@@ -257,7 +257,8 @@ class AuthorizationError(PipelinesError):
         self.resource_type = resource_type
         self.name = name
         self.code = code
-        grant = f"pipelines acls grant {principal} {operation.lower()} --{resource_type} {name}"
+        target = "--cluster" if resource_type == "cluster" else f"--{resource_type} {name}"
+        grant = f"pipelines acls grant {principal} {operation.lower()} {target}"
         super().__init__(
             f"principal {principal} is not allowed to {operation} {resource_type} {name} ({code}); "
             f"grant it with `{grant}` (as an admin principal), or use a principal that may"

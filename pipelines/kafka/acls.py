@@ -33,7 +33,7 @@ from confluent_kafka.admin import (
 
 from pipelines.errors import PipelinesError
 from pipelines.kafka.producer import LIBRDKAFKA_LOGGER
-from pipelines.security import KafkaSecurity, client_conf
+from pipelines.security import AuthorizationError, KafkaSecurity, client_conf, security_for
 
 ADMIN, PRODUCER, PIPELINE = "admin", "producer", "pipeline"
 SCRAM_ITERATIONS = 8192
@@ -95,8 +95,27 @@ def least_privilege(producer: str = PRODUCER, pipeline: str = PIPELINE) -> tuple
 LEAST_PRIVILEGE = least_privilege()
 
 
-def _admin(bootstrap_servers: str, security: KafkaSecurity | None) -> AdminClient:
-    return AdminClient(client_conf(bootstrap_servers, security), logger=LIBRDKAFKA_LOGGER)
+def _admin(
+    bootstrap_servers: str, security: KafkaSecurity | None, needs: AclOperation, timeout_s: float
+) -> AdminClient:
+    """An AdminClient, once the cluster says this principal may `needs` (DESCRIBE or ALTER) it.
+
+    Asked first because the broker's refusal is otherwise unreadable, or worse: confluent-kafka
+    2.12 aborts the process (munmap_chunk) on a refused DescribeUserScramCredentials, and a refused
+    DescribeAcls looks like an empty list.
+    """
+    admin = AdminClient(client_conf(bootstrap_servers, security), logger=LIBRDKAFKA_LOGGER)
+    try:
+        cluster = admin.describe_cluster(
+            include_authorized_operations=True, request_timeout=timeout_s
+        ).result()
+    except KafkaException as exc:
+        raise _fail("describing the cluster", exc) from None
+    if needs not in (cluster.authorized_operations or []):
+        principal = (security or security_for(bootstrap_servers)).principal
+        operation = needs.name.capitalize()
+        raise AuthorizationError(principal, operation, "cluster", CLUSTER, "CLUSTER_AUTHORIZATION_FAILED")
+    return admin
 
 
 def _fail(what: str, exc: KafkaException) -> PipelinesError:
@@ -113,7 +132,7 @@ def upsert_users(
     timeout_s: float = 30.0,
 ) -> list[str]:
     """Create or update the SCRAM-SHA-512 credential of each user in `passwords`; the names."""
-    admin = _admin(bootstrap_servers, security)
+    admin = _admin(bootstrap_servers, security, AclOperation.ALTER, timeout_s)
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
     changes = [UserScramCredentialUpsertion(u, info, pw.encode()) for u, pw in sorted(passwords.items())]
     if not changes:
@@ -130,7 +149,7 @@ def list_users(
     bootstrap_servers: str, *, security: KafkaSecurity | None = None, timeout_s: float = 30.0
 ) -> dict[str, list[str]]:
     """User name -> its SCRAM mechanisms (e.g. `SCRAM_SHA_512/8192`)."""
-    admin = _admin(bootstrap_servers, security)
+    admin = _admin(bootstrap_servers, security, AclOperation.DESCRIBE, timeout_s)
     try:
         described = admin.describe_user_scram_credentials(request_timeout=timeout_s).result()
     except KafkaException as exc:
@@ -152,7 +171,7 @@ def create_acls(
     bindings = [g.binding() for g in grants]
     if not bindings:
         return 0
-    admin = _admin(bootstrap_servers, security)
+    admin = _admin(bootstrap_servers, security, AclOperation.ALTER, timeout_s)
     for binding, future in admin.create_acls(bindings, request_timeout=timeout_s).items():
         try:
             future.result()
@@ -165,7 +184,7 @@ def list_acls(
     bootstrap_servers: str, *, security: KafkaSecurity | None = None, timeout_s: float = 30.0
 ) -> list[Grant]:
     """Every ALLOW ACL of the cluster, as Grants, sorted (DENY ACLs are not used by the project)."""
-    admin = _admin(bootstrap_servers, security)
+    admin = _admin(bootstrap_servers, security, AclOperation.DESCRIBE, timeout_s)
     everything = AclBindingFilter(
         ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY
     )

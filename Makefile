@@ -6,10 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup jars run test test-fast lint format broker-start broker-stop clean
-.PHONY: cluster-up cluster-down
+.PHONY: cluster-up cluster-down bench
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +47,10 @@ lint: setup ## ruff and mypy
 format: setup ## Format the code with ruff
 	$(BIN)/ruff format pipelines jobs tests
 	$(BIN)/ruff check --fix pipelines jobs tests
+
+bench: setup ## Benchmark the project against the tutorial pattern, Quix Streams and Kafka's own tools (~25 min; BENCH_ARGS="--quick" for a smoke test)
+	@$(BIN)/python -c 'import quixstreams' 2>/dev/null || $(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 broker-start: setup ## Start the local Kafka broker in the background (prints its bootstrap servers)
 	@$(BIN)/pipelines broker start

@@ -1,0 +1,229 @@
+"""Aggregation throughput: revenue per category per minute over one preloaded `sales` topic.
+
+- `spark`: the project's revenue job as it ships (`pipelines.flows.start_revenue_per_minute`:
+  available-now, append mode into Delta, with its dead-letter query), on the bench's SparkSession
+  (`local[2]`, the profile's shuffle partitions and maxOffsetsPerTrigger). Timed from starting the
+  queries to their end; the session's own start-up is the `startup` workload.
+- `naive`: bench/naive.py (poll loop, json.loads, dict of windows), a child process.
+- `quix`: bench/quix.py (Quix Streams tumbling window), a child process.
+- `consumer_performance`: Kafka's ConsumerPerformance reading the topic: the ceiling.
+
+Every result is compared with totals computed from the bytes sent (bench.expected): all windows
+equal, revenue exact to the cent. Spark's job legitimately leaves the last windows open (the
+watermark has not passed them in an available-now run): they may be missing only at the end, and
+their events must be exactly the ones the job reports as `still_open`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer
+
+from bench import env
+from bench.expected import ExpectedTotals, Totals, compare, normalise
+from bench.stats import summarize
+from pipelines.generators.events import generate_events
+
+PARTITIONS = 3
+IMPLEMENTATIONS = ("spark", "naive", "quix", "consumer_performance")
+
+
+def preload(bootstrap: str, count: int, seed: int, log: Callable[[str], None]) -> tuple[str, ExpectedTotals]:
+    """A fresh topic with `count` clean sales (not timed), and the expected totals of what the
+    broker acknowledged."""
+    topic = env.new_topic(bootstrap, "bench-sales", PARTITIONS)
+    env.new_topic_named(bootstrap, f"{topic}.dlq", 1)
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "partitioner": "murmur2_random",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500_000,
+        }
+    )
+    expected = ExpectedTotals()
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            failures.append(err.str())
+        else:
+            expected.add(msg.value())
+
+    started = time.monotonic()
+    for n, event in enumerate(generate_events("sales", count, seed=seed)):
+        while True:
+            try:
+                producer.produce(topic, event.value, event.key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        if n % 1000 == 0:
+            producer.poll(0)
+            if n % 200_000 == 0 and n:
+                log(f"preload: {n:,} of {count:,} sales sent")
+    producer.flush(120)
+    size = env.topic_size(bootstrap, topic)
+    if failures or expected.events != count or size != count:
+        raise RuntimeError(f"preload incomplete: {expected.events:,} acknowledged, {size:,} on the topic")
+    log(f"preload: {count:,} sales on {topic} in {time.monotonic() - started:.0f} s")
+    return topic, expected
+
+
+def run_spark(
+    spark: Any,
+    bootstrap: str,
+    topic: str,
+    count: int,
+    expected: Totals,
+    workdir: Path,
+    *,
+    max_offsets_per_trigger: int | None,
+    shuffle_partitions: int | None = None,
+) -> dict[str, Any]:
+    from pipelines.flows import start_revenue_per_minute
+
+    if shuffle_partitions is not None:
+        spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
+    base = workdir / env.unique("spark")
+    started = time.monotonic()
+    job = start_revenue_per_minute(
+        spark,
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        checkpoint=base / "checkpoint",
+        delta_path=base / "revenue",
+        trigger="available-now",
+        dlq_topic=f"{topic}.dlq",
+        max_offsets_per_trigger=max_offsets_per_trigger,
+    )
+    job.await_termination()
+    seconds = time.monotonic() - started
+    summary = job.summary()
+    rows = spark.read.format("delta").load(str(base / "revenue")).collect()
+    actual = normalise(
+        (r["window_start"].strftime("%Y-%m-%dT%H:%M"), r["category"], r["revenue"], r["sales_count"])
+        for r in rows
+    )
+    check = compare(actual, expected, allow_open_tail=True)
+    ok = (
+        check.ok
+        and summary.read == count
+        and summary.reconciles
+        and summary.late == 0
+        and summary.dead_lettered == 0
+        and summary.still_open == check.missing_events
+    )
+    batches = len(job.main.recentProgress)
+    shutil.rmtree(base, ignore_errors=True)
+    return {
+        "rate": count / seconds,
+        "seconds": seconds,
+        "batches": batches,
+        "check": {**check.as_dict(), "ok": ok, "summary": summary.as_dict()},
+    }
+
+
+def run_python(
+    module: str, bootstrap: str, topic: str, count: int, expected: Totals, workdir: Path
+) -> dict[str, Any]:
+    out = workdir / f"{env.unique(module)}.json"
+    args = [env.PYTHON, "-m", f"bench.{module}", bootstrap, topic, str(count), str(out)]
+    if module == "quix":
+        args.append(str(workdir / env.unique("quix-state")))
+    with env.child(args) as proc:
+        _o, err = proc.communicate(timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench.{module} failed ({proc.returncode}): {err[-2000:]}")
+    result = json.loads(out.read_text())
+    out.unlink()
+    actual = normalise((m, c.strip('"'), rev, n) for m, c, rev, n in result["windows"])
+    check = compare(actual, expected)
+    ok = check.ok and result["records"] == count and check.events_counted == count
+    return {
+        "rate": count / result["seconds"],
+        "seconds": result["seconds"],
+        "check": {**check.as_dict(), "ok": ok},
+    }
+
+
+_CSV = re.compile(r"^\s*\d{4}-\d\d-\d\d .*$", re.M)
+
+
+def run_consumer_performance(bootstrap: str, topic: str, count: int) -> dict[str, Any]:
+    args = ["--bootstrap-server", bootstrap, "--topic", topic, "--messages", str(count)]
+    args += ["--group", env.unique("perf"), "--timeout", "120000"]
+    out = env.kafka_tool("org.apache.kafka.tools.ConsumerPerformance", args).stdout
+    # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
+    # rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+    lines = _CSV.findall(out)
+    if not lines:
+        raise RuntimeError(f"cannot read ConsumerPerformance's output: {out[-1500:]}")
+    fields = [f.strip() for f in lines[-1].split(",")]
+    consumed = int(float(fields[4]))
+    return {
+        "rate": float(fields[5]),
+        "fetch_rate": float(fields[9]),
+        "mb_per_s": float(fields[3]),
+        "check": {"ok": consumed == count, "consumed": consumed, "requested": count},
+    }
+
+
+def run(
+    spark_factory: Callable[[], Any],
+    bootstrap: str,
+    *,
+    count: int,
+    repeats: int,
+    workdir: Path,
+    log: Callable[[str], None],
+    max_offsets_per_trigger: int | None,
+    shuffle_partitions: int,
+    implementations: tuple[str, ...] = IMPLEMENTATIONS,
+    spark_variants: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    topic, totals = preload(bootstrap, count, seed=2026, log=log)
+    expected = totals.totals()
+    default = {"max_offsets_per_trigger": max_offsets_per_trigger, "shuffle_partitions": shuffle_partitions}
+    variants = {"spark": default, **(spark_variants or {})}
+    names = [n for n in implementations if n != "spark"] + [n for n in variants if "spark" in implementations]
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    spark = spark_factory() if "spark" in implementations else None
+    for i in range(repeats):
+        for name in names if i % 2 == 0 else list(reversed(names)):
+            if name in variants:
+                r = run_spark(spark, bootstrap, topic, count, expected, workdir, **variants[name])
+            elif name == "consumer_performance":
+                r = run_consumer_performance(bootstrap, topic, count)
+            else:
+                r = run_python(name, bootstrap, topic, count, expected, workdir)
+            log(
+                f"aggregation {name} #{i + 1}: {r['rate']:,.0f} events/s in {r.get('seconds', 0):.1f} s, "
+                f"correct={r['check']['ok']}"
+            )
+            runs[name].append(r)
+    return {
+        "events": count,
+        "partitions": PARTITIONS,
+        "windows": len(expected),
+        "spark_variants": variants,
+        "implementations": {
+            n: {
+                "rate": summarize([r["rate"] for r in rs]),
+                "correct": all(r["check"]["ok"] for r in rs),
+                "runs": rs,
+            }
+            for n, rs in runs.items()
+        },
+    }

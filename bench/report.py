@@ -1,0 +1,224 @@
+"""A run's results as JSON, a markdown table and PNG charts (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.stats import spread_text, summarize
+
+NAMES = {
+    "generate": "`pipelines generate sales` (project)",
+    "producer_performance": "Kafka ProducerPerformance",
+    "spark": "Spark revenue job (project, as shipped)",
+    "naive": "naive Python poll loop",
+    "quix": "Quix Streams tumbling window",
+    "consumer_performance": "Kafka ConsumerPerformance (read ceiling)",
+    "spark_microbatch": "Spark micro-batch (processing-time=0s)",
+    "spark_realtime": "Spark real-time mode",
+    "python_at_least_once": "Python processor, at-least-once",
+    "python_exactly_once": "Python processor, exactly-once",
+    "spark_revenue_job": "Spark revenue job (`python jobs/revenue_per_minute.py`)",
+    "python_processor_at_least_once": "Python processor, at-least-once",
+    "python_processor_exactly_once": "Python processor, exactly-once",
+}
+
+
+def _name(key: str) -> str:
+    return NAMES.get(key, f"{key} (variant)")
+
+
+def paired_ratios(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any]:
+    """a/b of each repeat (measured side by side), summarised."""
+    values = [x["rate"] / y["rate"] for x, y in zip(a, b, strict=False) if y["rate"]]
+    return summarize(values)
+
+
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """The comparisons the issue asks for, within this run."""
+    out: dict[str, Any] = {}
+    prod = (results.get("producer") or {}).get("implementations") or {}
+    if "generate" in prod and "producer_performance" in prod:
+        out["generate / ProducerPerformance"] = paired_ratios(
+            prod["generate"]["runs"], prod["producer_performance"]["runs"]
+        )
+    agg = (results.get("aggregation") or {}).get("implementations") or {}
+    for spark_name in [n for n in agg if n.startswith("spark")]:
+        for other in ("naive", "quix", "consumer_performance"):
+            if other in agg:
+                out[f"{spark_name} / {other}"] = paired_ratios(agg[spark_name]["runs"], agg[other]["runs"])
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"# Benchmarks, {m['date_utc']}",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
+        f"load {m['load_avg_at_start']} at start "
+        f"(shared with other work: absolute numbers drift, ratios are within this run); {m['os']}; Python "
+        f"{m['python']}, {m['java']}, Spark {m['spark']}, Delta {m['delta']}, Kafka {m['kafka_broker']} "
+        f"(one local KRaft broker), confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}), "
+        f"quixstreams {m['quixstreams']}.",
+        "",
+        f"Each cell: median (min-max) of {results['options']['repeats']} repeats. "
+        "`ok` = the result was checked "
+        "(counts and exact sums); a run that fails its check is marked ✗ and does not count as a win.",
+        "",
+    ]
+    prod = results.get("producer")
+    if prod:
+        lines += [
+            f"## Producer throughput ({prod['records']:,} records of {prod['mean_record_bytes']:.0f} B mean, "
+            f"{prod['partitions']} partitions, acks=all, idempotent, lz4, linger 20 ms)",
+            "",
+            "| producer | records/s | ok |",
+            "|---|---:|:-:|",
+        ]
+        for key, impl in prod["implementations"].items():
+            lines.append(
+                f"| {_name(key)} | {spread_text(impl['rate'])} | {'✓' if impl['correct'] else '✗'} |"
+            )
+        lines.append("")
+    agg = results.get("aggregation")
+    if agg:
+        lines += [
+            f"## Aggregation throughput: revenue per category per minute ({agg['events']:,} preloaded sales, "
+            f"{agg['partitions']} partitions, {agg['windows']:,} windows)",
+            "",
+            "| implementation | events/s | seconds | ok |",
+            "|---|---:|---:|:-:|",
+        ]
+        for key, impl in agg["implementations"].items():
+            secs = summarize([r["seconds"] for r in impl["runs"] if "seconds" in r])
+            label = _name(key)
+            if key in agg.get("spark_variants", {}) and key != "spark":
+                label += f" {agg['spark_variants'][key]}"
+            lines.append(
+                f"| {label} | {spread_text(impl['rate'])} "
+                f"| {spread_text(secs, '{:.1f}') if secs['n'] else '-'} "
+                f"| {'✓' if impl['correct'] else '✗'} |"
+            )
+        lines.append("")
+    rs = ratios(results)
+    if rs:
+        lines += [
+            "## Ratios within this run (per repeat, median (min-max))",
+            "",
+            "| ratio | value |",
+            "|---|---:|",
+        ]
+        for key, s in rs.items():
+            lines.append(f"| {key} | {spread_text(s, '{:.2f}x')} |")
+        lines.append("")
+    lat = results.get("latency")
+    if lat:
+        lines += [
+            f"## End-to-end latency order → shipment ({lat['seconds_per_run']:g} s per run; "
+            "ms from the order's "
+            "broker append time to the shipment being received by a read_committed consumer)",
+            "",
+            "| pipeline | input events/s | p50 ms | p95 ms | p99 ms | ok |",
+            "|---|---:|---:|---:|---:|:-:|",
+        ]
+        for r in lat["results"].values():
+            cells = " | ".join(spread_text(r[p]) for p in ("p50", "p95", "p99"))
+            lines.append(
+                f"| {_name(r['config'])} | {r['rate']:,} | {cells} | {'✓' if r['correct'] else '✗'} |"
+            )
+        lines.append("")
+    st = results.get("startup")
+    if st:
+        lines += [
+            "## Start-up: launching a job → its first committed batch",
+            "",
+            "| job | seconds | ok |",
+            "|---|---:|:-:|",
+        ]
+        for key, r in st["results"].items():
+            lines.append(
+                f"| {_name(key)} | {spread_text(r['seconds'], '{:.1f}')} | {'✓' if r['correct'] else '✗'} |"
+            )
+        lines.append("")
+    if results.get("before_after"):
+        lines += ["## Before → after the optimisations", "", *results["before_after"], ""]
+    return "\n".join(lines)
+
+
+def charts(results: dict[str, Any], out_dir: Path, stamp: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+
+    def bar_chart(impls: dict[str, Any], metric: str, title: str, unit: str, file: str) -> None:
+        keys = list(impls)
+        med = [impls[k][metric]["median"] or 0 for k in keys]
+        low = [m - (impls[k][metric]["min"] or 0) for k, m in zip(keys, med, strict=True)]
+        high = [(impls[k][metric]["max"] or 0) - m for k, m in zip(keys, med, strict=True)]
+        fig, ax = plt.subplots(figsize=(9, 0.6 * len(keys) + 1.5))
+        ax.barh([_name(k).replace("`", "") for k in keys], med, xerr=[low, high], color="#4C72B0", capsize=4)
+        ax.invert_yaxis()
+        ax.set_xlabel(unit)
+        ax.set_title(title)
+        fig.tight_layout()
+        path = out_dir / f"{stamp}-{file}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    if results.get("producer"):
+        bar_chart(
+            results["producer"]["implementations"], "rate", "Producer throughput", "records/s", "producer"
+        )
+    if results.get("aggregation"):
+        bar_chart(
+            results["aggregation"]["implementations"],
+            "rate",
+            "Aggregation throughput",
+            "events/s",
+            "aggregation",
+        )
+    if results.get("latency"):
+        lat = results["latency"]["results"]
+        fig, ax = plt.subplots(figsize=(10, 5))
+        keys = list(lat)
+        xs = range(len(keys))
+        for offset, p in zip((-0.25, 0, 0.25), ("p50", "p95", "p99"), strict=True):
+            ax.bar([x + offset for x in xs], [lat[k][p]["median"] or 0 for k in keys], width=0.25, label=p)
+        ax.set_xticks(list(xs), [k.replace("@", "\n@") for k in keys], fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("ms (log scale)")
+        ax.set_title("Order → shipment latency")
+        ax.legend()
+        fig.tight_layout()
+        path = out_dir / f"{stamp}-latency.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    if results.get("startup"):
+        bar_chart(
+            results["startup"]["results"],
+            "seconds",
+            "Start-up to first committed batch",
+            "seconds",
+            "startup",
+        )
+    return written
+
+
+def write(results: dict[str, Any], out_dir: Path, stamp: str) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results["ratios"] = ratios(results)
+    json_path = out_dir / f"{stamp}.json"
+    json_path.write_text(json.dumps(results, indent=1, default=str))
+    md = markdown(results)
+    pngs = charts(results, out_dir, stamp)
+    md += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
+    (out_dir / f"{stamp}.md").write_text(md)
+    (out_dir / "latest.md").write_text(md)
+    return {"json": json_path, "md": out_dir / "latest.md"}

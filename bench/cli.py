@@ -158,6 +158,9 @@ def run(
         for spark in spark_holder:
             spark.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(
+            Path(tempfile.gettempdir()) / f"pipelines-bench-tool-logs-{os.getpid()}", ignore_errors=True
+        )
     results["duration_s"] = round(time.monotonic() - started, 1)
     from bench import report
 

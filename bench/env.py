@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -136,10 +137,13 @@ def kafka_tool(
     """Run one of Kafka's own tools (kafka-tools jar) on the broker's classpath."""
     classpath = str(jars_dir() / "kafka" / "*")
     quiet = ROOT / "conf" / "broker-log4j2.yaml"
+    # That log4j2 file writes to ${kafka.logs.dir}: unset, log4j would create a folder named so.
+    log_dir = Path(tempfile.gettempdir()) / f"pipelines-bench-tool-logs-{os.getpid()}"
     cmd = [
         find_java(),
         "-Xmx512m",
         f"-Dlog4j2.configurationFile=file:{quiet}",
+        f"-Dkafka.logs.dir={log_dir}",
         "-cp",
         classpath,
         main_class,

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from pipelines.generators.publish import publish_events
 from pipelines.kafka.admin import create_topic, end_offsets, read_range
 from pipelines.kafka.producer import make_producer
 from pipelines.local.broker import LocalBroker
+from pipelines.spark_interrupt import StopQueriesOnInterrupt
 
 console = Console(stderr=True, soft_wrap=True)
 STEPS = 6
@@ -47,7 +49,6 @@ def _parse_ts(text: str) -> datetime:
 
 def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) -> int:
     data_dir = settings.resolve_path(settings.paths.data_dir)
-    checkpoint_dir = settings.resolve_path(settings.paths.checkpoint_dir)
     state_file = data_dir.parent / "demo-state.json"
     state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.is_file() else {}
     run = int(state.get("run", 0)) + 1
@@ -69,7 +70,14 @@ def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) 
         console.print(f"[bold cyan][{step}/{STEPS}][/] {text}  [dim]({time.monotonic() - began:.0f} s)[/]")
 
     say(f"starting the local Kafka broker in {broker.directory}")
-    broker_state, started_here = broker.start()
+    was_running = broker.running() is not None
+    try:
+        broker_state, started_here = broker.start()
+    except KeyboardInterrupt:
+        if not was_running:  # interrupted while the broker it launched was starting
+            broker.stop()
+        console.print("[yellow]interrupted[/] while the broker was starting; nothing else ran")
+        raise
     servers = broker_state.bootstrap_servers
     try:
         console.print(f"      broker at {servers}" + ("" if started_here else " (already running)"))
@@ -88,12 +96,16 @@ def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) 
         ledger.parent.mkdir(parents=True, exist_ok=True)
         say(f"producing {count:,} sales from {start:%H:%M:%S} UTC (seed {seed}; 2% late, 2% malformed)")
         producer = make_producer(servers, settings.kafka.producer)
-        events = generate_events(
+        events = list(generate_events(
             "sales", count, seed=seed, late_fraction=0.02, malformed_fraction=0.02, late_by_s=300, start=start
-        )
+        ))  # fmt: skip
+        latest = max(_parse_ts(json.loads(e.value)["timestamp"]) for e in events if e.kind == "valid")
+        # Claimed before the first event is sent: a run after this one, also after Ctrl-C, continues
+        # event time after these events instead of producing the same events again.
+        state_file.write_text(json.dumps({"run": run, "next_start": (latest + timedelta(minutes=5)).strftime(
+            "%Y-%m-%dT%H:%M:%S.000Z")}))  # fmt: skip
         report = publish_events(producer, topic.name, events, ledger=ledger)
         entries = read_ledger(ledger)
-        latest = max(_parse_ts(json.loads(e.value)["timestamp"]) for e in entries if e.kind == "valid")
         send_heartbeats(producer, topic.name, latest + timedelta(minutes=2))
         console.print(f"      sales: {report.summary()}; then a heartbeat per partition")
         orders_ledger = data_dir.parent / f"demo-run-{run}-orders.jsonl"
@@ -103,57 +115,11 @@ def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) 
         console.print(f"      orders: {orders_report.summary()}")
 
         say("starting Spark (local[*]) with the Kafka and Delta connectors")
-        # Imported here: pyspark is slow to import and only this part needs it.
-        from pipelines.flows import start_revenue_per_minute
-        from pipelines.monitor.progress import ProgressRecorder
-        from pipelines.spark import session_for_job
-
-        spark = session_for_job("pipelines-demo", settings, environ)
-        # Every batch's progress, where `pipelines status` finds it.
-        spark.streams.addListener(ProgressRecorder(checkpoint_dir / "revenue_per_minute.progress.jsonl"))
-        table_path = data_dir / "revenue_per_minute"
-        say("running revenue_per_minute, orders_to_shipments and customer_order_counts concurrently")
-        from pipelines.flows import read_customer_state, start_customer_order_counts
-        from pipelines.shipments import run_summary, start_orders_to_shipments
-
-        counts_path = data_dir / "customer_order_counts"
-        counts_before = _sum_column(spark, counts_path, "order_count")
-        job = start_revenue_per_minute(
-            spark, bootstrap_servers=servers, topic=topic.name,
-            checkpoint=checkpoint_dir / "revenue_per_minute", delta_path=table_path, dlq_topic=dlq,
-            trigger="processing-time=0 seconds",
-            max_offsets_per_trigger=500,  # several batches, so the watermark has something to drop
+        ran = _run_spark_jobs(
+            settings, environ, servers=servers, topic=topic.name, dlq=dlq, start=start,
+            last_window=latest.replace(second=0, microsecond=0), on_running=say,
         )  # fmt: skip
-        others = start_orders_to_shipments(
-            spark, bootstrap_servers=servers, source_topic="orders", sink_topic="shipments",
-            checkpoint=checkpoint_dir / "orders_to_shipments", trigger="processing-time=0 seconds",
-        )  # fmt: skip
-        counts = start_customer_order_counts(
-            spark, bootstrap_servers=servers, topic="orders",
-            checkpoint=checkpoint_dir / "customer_order_counts", sink="both", delta_path=counts_path,
-            trigger="processing-time=0 seconds", dead_letters=False,  # the shipments job owns orders.dlq
-        )  # fmt: skip
-        last_window = latest.replace(second=0, microsecond=0)
-        try:
-            job.process_all_available()
-            for q in [*others.values(), *counts.values()]:
-                q.processAllAvailable()
-            _wait_for_window(spark, table_path, last_window, job.main)
-        finally:
-            job.stop()
-            for q in [*others.values(), *counts.values()]:
-                q.stop()
-        summary = job.summary()
-        shipped = run_summary(others["shipments"])
-        counted = _sum_column(spark, counts_path, "order_count") - counts_before
-        top = (
-            read_customer_state(spark, checkpoint_dir / "customer_order_counts" / "kafka")
-            .orderBy("order_count", ascending=False).limit(5).collect()
-        )  # fmt: skip
-        state_file.write_text(json.dumps({"run": run, "next_start": (latest + timedelta(minutes=5)).strftime(
-            "%Y-%m-%dT%H:%M:%S.000Z")}))  # fmt: skip
-        revenue = _revenue_by_minute(spark, table_path, start)
-        spark.stop()
+        summary, shipped, counted, top, revenue = ran.summary, ran.shipped, ran.counted, ran.top, ran.revenue
         _print_revenue(revenue)
         letters = {t: read_range(servers, t, dlq_start[t], end_offsets(servers, t)) for t in dlq_start}
         new_shipments = sum(end_offsets(servers, "shipments").values()) - sum(shipments_start.values())
@@ -176,12 +142,97 @@ def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) 
             shipments=new_shipments, top_customers=top_customers, chart=chart,
         )  # fmt: skip
         console.print(f"      {chart}\n      {md}")
+    except KeyboardInterrupt:
+        # Typer ends the command with exit status 130 without a word; say what happened.
+        console.print("[yellow]interrupted[/]: the Spark queries are stopped; run again to continue")
+        raise
     finally:
         if started_here:
             console.print("      stopping the broker this run started")
             broker.stop()
     console.print(f"[green]done[/] in {time.monotonic() - began:.0f} s")
     return 0
+
+
+@dataclass(frozen=True)
+class _SparkResults:
+    summary: Any  # RevenueRunSummary
+    shipped: Any  # ShipmentsRunSummary
+    counted: int
+    top: list[Any]
+    revenue: dict[datetime, dict[str, Any]]
+
+
+def _run_spark_jobs(
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    servers: str,
+    topic: str,
+    dlq: str,
+    start: datetime,
+    last_window: datetime,
+    on_running: Callable[[str], None],
+) -> _SparkResults:
+    """Runs the three jobs concurrently in one session until every window of the run is final, and
+    reads back what they wrote. Ctrl-C stops the queries cleanly and ends in KeyboardInterrupt."""
+    # Imported here: pyspark is slow to import and only this part needs it.
+    from pipelines.flows import read_customer_state, start_customer_order_counts, start_revenue_per_minute
+    from pipelines.monitor.progress import ProgressRecorder
+    from pipelines.shipments import run_summary, start_orders_to_shipments
+    from pipelines.spark import session_for_job
+
+    data_dir = settings.resolve_path(settings.paths.data_dir)
+    checkpoint_dir = settings.resolve_path(settings.paths.checkpoint_dir)
+    table_path = data_dir / "revenue_per_minute"
+    counts_path = data_dir / "customer_order_counts"
+    spark = session_for_job("pipelines-demo", settings, environ)
+    try:
+        with StopQueriesOnInterrupt(spark, console) as interrupt:
+            # Every batch's progress, where `pipelines status` finds it.
+            spark.streams.addListener(ProgressRecorder(checkpoint_dir / "revenue_per_minute.progress.jsonl"))
+            on_running(
+                "running revenue_per_minute, orders_to_shipments and customer_order_counts concurrently"
+            )
+            counts_before = _sum_column(spark, counts_path, "order_count")
+            job = start_revenue_per_minute(
+                spark, bootstrap_servers=servers, topic=topic,
+                checkpoint=checkpoint_dir / "revenue_per_minute", delta_path=table_path, dlq_topic=dlq,
+                trigger="processing-time=0 seconds",
+                max_offsets_per_trigger=500,  # several batches, so the watermark has something to drop
+            )  # fmt: skip
+            others = start_orders_to_shipments(
+                spark, bootstrap_servers=servers, source_topic="orders", sink_topic="shipments",
+                checkpoint=checkpoint_dir / "orders_to_shipments", trigger="processing-time=0 seconds",
+            )  # fmt: skip
+            counts = start_customer_order_counts(
+                spark, bootstrap_servers=servers, topic="orders",
+                checkpoint=checkpoint_dir / "customer_order_counts", sink="both", delta_path=counts_path,
+                trigger="processing-time=0 seconds", dead_letters=False,  # the shipments job owns orders.dlq
+            )  # fmt: skip
+            try:
+                job.process_all_available()
+                for q in [*others.values(), *counts.values()]:
+                    q.processAllAvailable()
+                _wait_for_window(spark, table_path, last_window, job.main)
+            finally:
+                job.stop()
+                for q in [*others.values(), *counts.values()]:
+                    q.stop()
+            interrupt.check()
+            top = (
+                read_customer_state(spark, checkpoint_dir / "customer_order_counts" / "kafka")
+                .orderBy("order_count", ascending=False).limit(5).collect()
+            )  # fmt: skip
+            return _SparkResults(
+                summary=job.summary(),
+                shipped=run_summary(others["shipments"]),
+                counted=_sum_column(spark, counts_path, "order_count") - counts_before,
+                top=top,
+                revenue=_revenue_by_minute(spark, table_path, start),
+            )
+    finally:
+        spark.stop()
 
 
 def _wait_for_window(

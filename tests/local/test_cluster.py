@@ -7,6 +7,8 @@ profile on free ports) and stopped by `pipelines broker stop --dir` and `pipelin
   offsets dense; restarted, the node's replicas return to every in-sync set.
 - Two of three nodes down: an acks=all produce fails, each record with a delivery error, rather
   than being acknowledged and lost.
+- spark-submit runs the shipments job on the standalone master against the three brokers: one
+  shipment per valid order, every malformed order dead-lettered with its reason.
 - spark-submit runs the revenue job on the standalone master against the three brokers; a broker
   and a worker (with its executor) SIGKILLed mid-job do not change a single Delta row.
 """
@@ -51,6 +53,12 @@ from pipelines.local.cluster import LocalCluster, wait_for
 from pipelines.local.jvm import spark_jars
 from pipelines.local.spark_cluster import SparkStandalone
 from pipelines.paths import PROJECT_ROOT
+from tests.jobs.test_orders_to_shipments import (
+    assert_dead_letters,
+    assert_shipped_exactly_once,
+    publish_orders,
+    read_topic,
+)
 from tests.jobs.test_revenue_ledger import expected_windows
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -367,6 +375,61 @@ def test_two_nodes_down_acks_all_fails_instead_of_losing_silently(
     print(f"\nacks=all with nodes {first} and {second} down: {dict(errors)}")
 
 
+def spark_submit(master_url: str, jars_dir: Path, log_dir: Path, job: str, *args: str) -> list[str]:
+    """The spark-submit command line a user types for a job on the standalone cluster."""
+    return [
+        str(Path(sys.executable).parent / "spark-submit"),
+        *("--master", master_url, "--jars", ",".join(str(p) for p in spark_jars(jars_dir))),
+        *("--conf", "spark.executor.memory=512m"),
+        "--conf",
+        # The driver's own log (INFO, to spark.log) in the test's folder.
+        "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:"
+        f"{PROJECT_ROOT}/conf/log4j2.properties -Dpipelines.log.dir={log_dir}",
+        str(PROJECT_ROOT / "jobs" / job),
+        *args,
+    ]
+
+
+SUBMIT_ENV = {"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
+"""The driver too listens on loopback only; executors run the project's Python."""
+
+
+def test_spark_submit_ships_every_order_once_on_the_cluster(
+    cluster: LocalCluster, servers: str, spark_cluster: SparkStandalone, jars_dir: Path, tmp_path: Path
+) -> None:
+    """orders_to_shipments.py submitted to the standalone master, reading and writing topics with
+    three replicas: the shipments topic holds one shipment per valid order of the ledger (key,
+    value, partition and headers as the contract says) and the dead-letter topic every malformed
+    order with its reason."""
+    state = spark_cluster.running()
+    assert state is not None
+    src, out, dlq = _topic("orders"), _topic("shipments"), _topic("orders.dlq")
+    for name, count in ((src, 6), (out, 6), (dlq, 1)):
+        create_topic(servers, name, partitions=count, replication_factor=3)
+        settled(servers, name, count=count)
+    sent = publish_orders(servers, src, tmp_path / "ledger.jsonl", 3000, seed=79, malformed=0.03, headers=2)
+    cmd = spark_submit(
+        state.master_url, jars_dir, tmp_path, "orders_to_shipments.py",
+        *("--bootstrap-servers", servers, "--source-topic", src, "--sink-topic", out, "--dlq-topic", dlq),
+        *("--checkpoint", str(tmp_path / "checkpoint"), "--trigger", "available-now"),
+        *("--max-offsets-per-trigger", "1200"),
+    )  # fmt: skip
+    with (tmp_path / "spark-submit.log").open("w") as log:
+        job = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **SUBMIT_ENV}, timeout=300
+        )
+    assert job.returncode == 0, (tmp_path / "spark-submit.log").read_text()[-3000:]
+    summary = json.loads([line for line in job.stdout.splitlines() if line.startswith("{")][-1])
+    valid = sum(1 for s in sent if s.reason is None)
+    assert (summary["read"], summary["shipped"], summary["dead_lettered"]) == (
+        len(sent),
+        valid,
+        len(sent) - valid,
+    ), summary
+    assert_shipped_exactly_once(read_topic(servers, out), sent)
+    assert_dead_letters(servers, dlq, sent, src)
+
+
 def test_spark_submit_on_the_standalone_cluster_survives_a_lost_worker_and_broker(
     cluster: LocalCluster, servers: str, spark_cluster: SparkStandalone, jars_dir: Path, tmp_path: Path
 ) -> None:
@@ -400,28 +463,16 @@ def test_spark_submit_on_the_standalone_cluster_survives_a_lost_worker_and_broke
     heartbeats = send_heartbeats(producer, topic, last + timedelta(minutes=5))
 
     progress = tmp_path / "progress.jsonl"
-    cmd = [
-        str(Path(sys.executable).parent / "spark-submit"),
-        "--master",
-        state.master_url,
-        "--jars",
-        ",".join(str(p) for p in spark_jars(jars_dir)),
-        "--conf",
-        "spark.executor.memory=512m",
-        "--conf",
-        # The driver's own log (INFO, to spark.log) in the test's folder.
-        "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:"
-        f"{PROJECT_ROOT}/conf/log4j2.properties -Dpipelines.log.dir={tmp_path}",
-        str(PROJECT_ROOT / "jobs" / "revenue_per_minute.py"),
+    cmd = spark_submit(
+        state.master_url, jars_dir, tmp_path, "revenue_per_minute.py",
         *("--bootstrap-servers", servers, "--topic", topic, "--dlq-topic", dlq),
         *("--delta-path", str(tmp_path / "revenue"), "--checkpoint", str(tmp_path / "checkpoint")),
         # Two batches of data (then one that closes the last windows): the worker dies after the
         # first is committed, so the job still has most of its work ahead.
         *("--trigger", "available-now", "--max-offsets-per-trigger", "6500"),
         *("--progress-file", str(progress)),
-    ]
-    # The driver too listens on loopback only; executors run the project's Python.
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
+    )  # fmt: skip
+    env = {**os.environ, **SUBMIT_ENV}
     log = (tmp_path / "spark-submit.log").open("w")
     job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     try:

@@ -80,13 +80,20 @@ def demo(
     """Run the whole stack once (what `make run` does): broker, topic, events, Spark job, Delta."""
     from pipelines.demo import run_demo
 
-    raise typer.Exit(run_demo(settings_for(profile), os.environ, count))
+    raise typer.Exit(run_demo(settings_for(profile), os.environ, count, verbose=_VERBOSE[0]))
+
+
+_VERBOSE = [False]
+"""`pipelines --verbose …`, for commands that start Spark (its log level is set at JVM start)."""
 
 
 @app.callback()
 def _root(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show client and broker warnings")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="more on the terminal: client warnings, Spark's INFO log")
+    ] = False,
 ) -> None:
+    _VERBOSE[0] = verbose
     logging.basicConfig(
         level=logging.INFO if verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -25,10 +25,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
 from rich.console import Console
 from rich.table import Table
 
 from pipelines.config import Settings
+from pipelines.errors import PipelinesError
 from pipelines.generators.common import DEFAULT_START
 from pipelines.generators.events import generate_events
 from pipelines.generators.heartbeat import send_heartbeats
@@ -47,7 +50,10 @@ def _parse_ts(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) -> int:
+def run_demo(
+    settings: Settings, environ: Mapping[str, str], count: int = 5000, *, verbose: bool = False
+) -> int:
+    """`make run`; `verbose` also shows Spark's INFO log on the terminal (it always goes to the log file)."""
     data_dir = settings.resolve_path(settings.paths.data_dir)
     state_file = data_dir.parent / "demo-state.json"
     state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.is_file() else {}
@@ -115,10 +121,15 @@ def run_demo(settings: Settings, environ: Mapping[str, str], count: int = 5000) 
         console.print(f"      orders: {orders_report.summary()}")
 
         say("starting Spark (local[*]) with the Kafka and Delta connectors")
-        ran = _run_spark_jobs(
-            settings, environ, servers=servers, topic=topic.name, dlq=dlq, start=start,
-            last_window=latest.replace(second=0, microsecond=0), on_running=say,
-        )  # fmt: skip
+        try:
+            ran = _run_spark_jobs(
+                settings, environ, servers=servers, topic=topic.name, dlq=dlq, start=start,
+                last_window=latest.replace(second=0, microsecond=0), on_running=say, verbose=verbose,
+            )  # fmt: skip
+        except (PySparkException, Py4JJavaError) as exc:
+            from pipelines.spark import job_log_dir, spark_failure
+
+            raise PipelinesError(spark_failure("Spark", exc, job_log_dir(settings) / "spark.log")) from None
         summary, shipped, counted, top, revenue = ran.summary, ran.shipped, ran.counted, ran.top, ran.revenue
         _print_revenue(revenue)
         letters = {t: read_range(servers, t, dlq_start[t], end_offsets(servers, t)) for t in dlq_start}
@@ -173,6 +184,7 @@ def _run_spark_jobs(
     start: datetime,
     last_window: datetime,
     on_running: Callable[[str], None],
+    verbose: bool = False,
 ) -> _SparkResults:
     """Runs the three jobs concurrently in one session until every window of the run is final, and
     reads back what they wrote. Ctrl-C stops the queries cleanly and ends in KeyboardInterrupt."""
@@ -186,7 +198,7 @@ def _run_spark_jobs(
     checkpoint_dir = settings.resolve_path(settings.paths.checkpoint_dir)
     table_path = data_dir / "revenue_per_minute"
     counts_path = data_dir / "customer_order_counts"
-    spark = session_for_job("pipelines-demo", settings, environ)
+    spark = session_for_job("pipelines-demo", settings, environ, verbose=verbose)
     try:
         with StopQueriesOnInterrupt(spark, console) as interrupt:
             # Every batch's progress, where `pipelines status` finds it.

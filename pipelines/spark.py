@@ -130,9 +130,22 @@ def session_for_job(
         shuffle_partitions=settings.spark.shuffle_partitions,
         ui_enabled=settings.spark.ui_enabled,
         log4j_config=settings.resolve_path(log4j) if log4j else None,
-        log_dir=settings.resolve_path(settings.paths.data_dir).parent / "logs",
+        log_dir=job_log_dir(settings),
         verbose=verbose,
     )
+
+
+def job_log_dir(settings: Settings) -> Path:
+    """Where a job started with `python` (or `make run`) writes Spark's log, `spark.log`: next to
+    the data folder (`.pipelines/logs` by default). Under spark-submit, the cluster's log4j decides."""
+    return settings.resolve_path(settings.paths.data_dir).parent / "logs"
+
+
+def spark_failure(component: str, exc: Exception, log_file: Path | None) -> str:
+    """One message for a failed Spark query or action: which component failed, Spark's own first
+    line (or what to do, for a missing connector), and where the whole story is."""
+    where = f"; the full error and Spark's log are in {log_file}" if log_file else ""
+    return f"{component} failed: {explain_analysis_error(exc)}{where}"
 
 
 def explain_analysis_error(exc: Exception) -> str:

@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import DecimalType, StringType, StructField, StructType, TimestampType
 
 from pipelines.kafka.producer import make_producer, produce_all
-from pipelines.spark import explain_analysis_error, launched_by_spark_submit, session_conf
+from pipelines.spark import explain_analysis_error, launched_by_spark_submit, session_conf, spark_failure
 
 
 def test_session_conf_for_a_local_run() -> None:
@@ -39,6 +39,24 @@ def test_spark_submit_is_detected_from_the_gateway_it_hands_over() -> None:
 def test_missing_connector_error_says_what_to_do() -> None:
     msg = explain_analysis_error(Exception("[DATA_SOURCE_NOT_FOUND] Failed to find the data source: kafka."))
     assert 'spark-submit --jars "$(pipelines jars)"' in msg
+
+
+def test_a_failure_names_the_component_and_its_log_file() -> None:
+    exc = Exception("[STREAM_FAILED] Query revenue terminated with exception: boom\n\tat org.apache...")
+    msg = spark_failure("Spark", exc, Path("/w/.pipelines/logs/spark.log"))
+    assert msg == (
+        "Spark failed: [STREAM_FAILED] Query revenue terminated with exception: boom; "
+        "the full error and Spark's log are in /w/.pipelines/logs/spark.log"
+    )
+
+
+def test_verbose_shows_sparks_info_log_on_the_terminal(tmp_path: Path) -> None:
+    quiet = session_conf(master="local[1]", jars=None, log4j_config=Path("conf/log4j2.properties"))
+    loud = session_conf(
+        master="local[1]", jars=None, log4j_config=Path("conf/log4j2.properties"), verbose=True
+    )
+    assert "pipelines.console.level" not in quiet["spark.driver.extraJavaOptions"]
+    assert "-Dpipelines.console.level=info" in loud["spark.driver.extraJavaOptions"]
 
 
 @pytest.mark.spark

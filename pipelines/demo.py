@@ -17,6 +17,7 @@ and table simply grow.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -207,6 +208,7 @@ def _run_spark_jobs(
                 "running revenue_per_minute, orders_to_shipments and customer_order_counts concurrently"
             )
             counts_before = _sum_column(spark, counts_path, "order_count")
+            ticker = _ProgressTicker(spark)
             job = start_revenue_per_minute(
                 spark, bootstrap_servers=servers, topic=topic,
                 checkpoint=checkpoint_dir / "revenue_per_minute", delta_path=table_path, dlq_topic=dlq,
@@ -223,11 +225,13 @@ def _run_spark_jobs(
                 trigger="processing-time=0 seconds", dead_letters=False,  # the shipments job owns orders.dlq
             )  # fmt: skip
             try:
+                ticker.start()
                 job.process_all_available()
                 for q in [*others.values(), *counts.values()]:
                     q.processAllAvailable()
                 _wait_for_window(spark, table_path, last_window, job.main)
             finally:
+                ticker.stop()
                 job.stop()
                 for q in [*others.values(), *counts.values()]:
                     q.stop()
@@ -245,6 +249,40 @@ def _run_spark_jobs(
             )
     finally:
         spark.stop()
+
+
+class _ProgressTicker:
+    """Every `every_s` seconds while the jobs run, one line: each query's latest batch and, for
+    the revenue query, its watermark. Reads `lastProgress` from a thread of its own."""
+
+    def __init__(self, spark: Any, every_s: float = 10.0) -> None:
+        self._spark, self._every_s = spark, every_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-progress", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _run(self) -> None:
+        while not self._done.wait(self._every_s):
+            parts = []
+            try:
+                for q in sorted(self._spark.streams.active, key=lambda q: q.name or ""):
+                    progress = q.lastProgress or {}
+                    if "batchId" not in progress:
+                        continue
+                    part = f"{q.name} batch {progress['batchId']}"
+                    watermark = progress.get("eventTime", {}).get("watermark", "")
+                    if watermark and not watermark.startswith("1970"):
+                        part += f" (watermark {watermark[11:19]})"
+                    parts.append(part)
+            except Exception:  # the session is stopping: nothing more to say
+                return
+            if parts and not self._done.is_set():
+                console.print("      … " + ", ".join(parts), highlight=False)
 
 
 def _wait_for_window(

@@ -25,16 +25,18 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
+from pyspark.sql import SparkSession
 
 from pipelines.commands.cluster import local_cluster, local_spark
 from pipelines.config import load_settings
 from pipelines.errors import PipelinesError
+from pipelines.flows import RevenueJob, start_revenue_per_minute
 from pipelines.generators.events import generate_events
 from pipelines.generators.heartbeat import send_heartbeats
 from pipelines.generators.ledger import read_ledger
@@ -187,6 +189,16 @@ def settled(servers: str, topic: str, count: int = 6) -> tuple[PartitionInfo, ..
     )
 
 
+def written_windows(spark: SparkSession, table: Path, job: RevenueJob) -> set[datetime]:
+    """The window starts in the revenue table so far (UTC); fails if the job's query died."""
+    if job.main.exception() is not None:
+        raise AssertionError(f"the revenue job failed: {job.main.exception()}")
+    if not (table / "_delta_log").is_dir():
+        return set()
+    rows = spark.read.format("delta").load(str(table)).select("window_start").distinct().collect()
+    return {r["window_start"].replace(tzinfo=UTC) for r in rows}
+
+
 def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """An address of /proc/net/tcp{,6}: hex, each 32-bit word in host (little-endian) order."""
     words = [bytes.fromhex(hex_address[i : i + 8])[::-1] for i in range(0, len(hex_address), 8)]
@@ -283,11 +295,25 @@ def test_cli_reports_the_running_cluster(cluster: LocalCluster, servers: str, pr
 
 
 def test_leader_killed_mid_produce_loses_and_duplicates_nothing_then_rejoins(
-    cluster: LocalCluster, servers: str, tmp_path: Path
+    cluster: LocalCluster, servers: str, spark: SparkSession, tmp_path: Path
 ) -> None:
-    topic = _topic("kill")
+    """While the revenue job reads the topic (processing-time micro-batches in the test's
+    SparkSession), the leader of some partitions is SIGKILLed half-way through 200,000 acks=all
+    idempotent events: the topic equals the ledger exactly, the job finishes every window with
+    the ledger's exact totals, and the node rejoins every in-sync set."""
+    topic, dlq = _topic("kill"), _topic("kill.dlq")
     create_topic(servers, topic, partitions=6, replication_factor=3)
+    create_topic(servers, dlq, partitions=1, replication_factor=3)
     before = settled(servers, topic)
+    settled(servers, dlq, count=1)
+    # The job reads while the events arrive. Its watermark is generous: one partition may run
+    # ahead of another by a producer batch while events are written, which must not make events
+    # of the slower partition late (the watermark is the latest event time seen on any partition).
+    job = start_revenue_per_minute(
+        spark, bootstrap_servers=servers, topic=topic, dlq_topic=dlq, checkpoint=tmp_path / "checkpoint",
+        delta_path=tmp_path / "revenue", trigger="processing-time=2 seconds", watermark="10 minutes",
+        max_offsets_per_trigger=60_000,
+    )  # fmt: skip
     victim = before[0].leader
     assert victim is not None
     led = sorted(p.partition for p in before if p.leader == victim)
@@ -333,6 +359,24 @@ def test_leader_killed_mid_produce_loses_and_duplicates_nothing_then_rejoins(
         assert sorted(o for p, o in in_topic if p == partition) == list(range(end)), partition  # dense
     assert in_topic == {(e.partition, e.offset): (e.key, e.value) for e in entries}
     assert len({key for key, _ in in_topic.values()}) == EVENTS  # no event twice, under any offset
+
+    # The job read through the failover: heartbeats 15 minutes of event time ahead close every
+    # window, and the Delta table equals the ledger's totals, computed here in plain Python.
+    expected = expected_windows(entries)
+    last = max(minute for minute, _ in expected)
+    send_heartbeats(make_producer(servers), topic, last + timedelta(minutes=15))
+    try:
+        wait_for(lambda: last in written_windows(spark, tmp_path / "revenue", job), 300, "the last window")
+    finally:
+        job.stop()
+    rows = spark.read.format("delta").load(str(tmp_path / "revenue")).collect()
+    got = {
+        (r["window_start"].replace(tzinfo=UTC), r["category"]): (r["revenue"], r["sales_count"]) for r in rows
+    }
+    assert len(rows) == len(got) == len(expected)  # no (window, category) written twice
+    assert got == expected
+    summary = job.summary()
+    assert (summary.aggregated, summary.late, summary.dead_lettered) == (EVENTS, 0, 0), summary
 
     # Restarted, the node catches up and is back in the in-sync set of every partition.
     cluster.start_node(victim)

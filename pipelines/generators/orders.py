@@ -60,10 +60,10 @@ def generate_orders(
     rng = random.Random(seed)
     ranks = range(1, customers + 1)
     cum_weights = list(itertools.accumulate(1 / r**ZIPF_EXPONENT for r in ranks))
-    clock = start
+    clock_ms = 0  # the clock in whole milliseconds since `start`: one datetime per event
     for n in range(count):
-        clock += timedelta(milliseconds=rng.randint(0, 2 * mean_gap_ms))
-        event_time = clock - timedelta(milliseconds=rng.randint(0, disorder_ms))
+        clock_ms += rng.randint(0, 2 * mean_gap_ms)
+        event_time = start + timedelta(milliseconds=clock_ms - rng.randint(0, disorder_ms))
         cents = int(rng.lognormvariate(8.2, 0.8)) + 1  # median ~ 36 EUR, a long tail of big baskets
         yield Order(
             order_id=f"order-{seed}-{n:08d}",

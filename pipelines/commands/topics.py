@@ -32,8 +32,15 @@ def topics_create(
     name: str,
     partitions: Annotated[int, typer.Option("--partitions", "-p", min=1, help="partition count")] = 3,
     replication_factor: Annotated[
-        int, typer.Option("--replication-factor", "-r", min=1, help="copies of each partition")
-    ] = 1,
+        int | None,
+        typer.Option(
+            "--replication-factor",
+            "-r",
+            min=1,
+            help="copies of each partition (default: the cluster's default.replication.factor; "
+            "1 on the embedded broker, 3 on the local cluster)",
+        ),
+    ] = None,
     config: Annotated[
         list[str] | None, typer.Option("--config", help="topic config k=v (repeatable)")
     ] = None,

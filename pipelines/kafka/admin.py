@@ -90,18 +90,22 @@ def create_topic(
     name: str,
     *,
     partitions: int,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
     config: Mapping[str, str] | None = None,
     exist_ok: bool = False,
     timeout_s: float = 30.0,
 ) -> bool:
     """Create `name` and wait until every partition has a leader; False if it already existed
-    (with `exist_ok`). Raises PipelinesError with the broker's reason otherwise."""
+    (with `exist_ok`). Raises PipelinesError with the broker's reason otherwise.
+
+    Without `replication_factor` the cluster's `default.replication.factor` applies: 1 on the
+    embedded broker, 3 on the local cluster (KIP-464; the broker fills it in)."""
     validate_topic_name(name)
-    if partitions < 1 or replication_factor < 1:
+    if partitions < 1 or (replication_factor is not None and replication_factor < 1):
         raise PipelinesError("--partitions and --replication-factor must be at least 1")
     admin = admin_client(bootstrap_servers)
-    new = NewTopic(name, partitions, replication_factor, config=dict(config or {}))
+    factor = -1 if replication_factor is None else replication_factor  # -1: the broker's default
+    new = NewTopic(name, partitions, factor, config=dict(config or {}))
     future = admin.create_topics([new], operation_timeout=timeout_s)[name]
     created = True
     try:
@@ -117,7 +121,7 @@ def create_topic(
         elif err.code() == KafkaError.INVALID_REPLICATION_FACTOR:
             brokers = len(admin.list_topics(timeout=timeout_s).brokers)
             raise PipelinesError(
-                f"cannot create topic {name!r} with replication factor {replication_factor}: the cluster "
+                f"cannot create topic {name!r} with replication factor {factor}: the cluster "
                 f"has {brokers} broker(s). Use --replication-factor {brokers} or fewer, or start more "
                 "brokers (pipelines broker start --brokers 3)."
             ) from None

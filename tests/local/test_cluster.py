@@ -292,6 +292,11 @@ def test_cli_reports_the_running_cluster(cluster: LocalCluster, servers: str, pr
     assert overview.returncode == 0, overview.stdout + overview.stderr
     assert overview.stdout.count("ALIVE") == 3  # the master and both workers
     assert overview.stdout.count("running") == 3  # every broker
+    # Without --replication-factor a topic gets the cluster's default: a copy on every node.
+    topic = _topic("cli-default-rf")
+    created = pipelines_cli("topics", "create", topic, "--partitions", "3", "--profile", profile)
+    assert created.returncode == 0, created.stderr
+    assert {(len(p.replicas), len(p.isr)) for p in settled(servers, topic, count=3)} == {(3, 3)}
 
 
 def test_leader_killed_mid_produce_loses_and_duplicates_nothing_then_rejoins(

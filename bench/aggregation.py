@@ -16,11 +16,14 @@ their events must be exactly the ones the job reports as `still_open`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,12 @@ def preload(bootstrap: str, count: int, seed: int, log: Callable[[str], None]) -
             "queue.buffering.max.messages": 500_000,
         }
     )
+    # Event time ends before now: a backlog of history. Quix Streams writes event time as the
+    # timestamp of its repartition and changelog records, and Kafka 4 refuses records more than an
+    # hour in the future (log.message.timestamp.after.max.ms), which 2M events 100 ms apart from
+    # a fixed start would be.
+    span = timedelta(milliseconds=count * 100 + 3_600_000)
+    start = (datetime.now(UTC) - span).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     expected = ExpectedTotals()
     failures: list[str] = []
 
@@ -62,7 +71,7 @@ def preload(bootstrap: str, count: int, seed: int, log: Callable[[str], None]) -
             expected.add(msg.value())
 
     started = time.monotonic()
-    for n, event in enumerate(generate_events("sales", count, seed=seed)):
+    for n, event in enumerate(generate_events("sales", count, seed=seed, start=start)):
         while True:
             try:
                 producer.produce(topic, event.value, event.key, on_delivery=on_delivery)
@@ -81,6 +90,21 @@ def preload(bootstrap: str, count: int, seed: int, log: Callable[[str], None]) -
     return topic, expected
 
 
+@contextlib.contextmanager
+def _parser(per_field: bool) -> Iterator[None]:
+    """With `per_field`, queries started inside use the parser's field-by-field checks for every
+    record (the parser before its fast path, kept in the code as `_error_reason_per_field`)."""
+    from pipelines.transforms import parsing
+
+    fast = parsing._error_reason
+    if per_field:
+        parsing._error_reason = parsing._error_reason_per_field
+    try:
+        yield
+    finally:
+        parsing._error_reason = fast
+
+
 def run_spark(
     spark: Any,
     bootstrap: str,
@@ -91,6 +115,7 @@ def run_spark(
     *,
     max_offsets_per_trigger: int | None,
     shuffle_partitions: int | None = None,
+    per_field_parser: bool = False,
 ) -> dict[str, Any]:
     from pipelines.flows import start_revenue_per_minute
 
@@ -98,16 +123,17 @@ def run_spark(
         spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
     base = workdir / env.unique("spark")
     started = time.monotonic()
-    job = start_revenue_per_minute(
-        spark,
-        bootstrap_servers=bootstrap,
-        topic=topic,
-        checkpoint=base / "checkpoint",
-        delta_path=base / "revenue",
-        trigger="available-now",
-        dlq_topic=f"{topic}.dlq",
-        max_offsets_per_trigger=max_offsets_per_trigger,
-    )
+    with _parser(per_field_parser):
+        job = start_revenue_per_minute(
+            spark,
+            bootstrap_servers=bootstrap,
+            topic=topic,
+            checkpoint=base / "checkpoint",
+            delta_path=base / "revenue",
+            trigger="available-now",
+            dlq_topic=f"{topic}.dlq",
+            max_offsets_per_trigger=max_offsets_per_trigger,
+        )
     job.await_termination()
     seconds = time.monotonic() - started
     summary = job.summary()
@@ -126,13 +152,29 @@ def run_spark(
         and summary.still_open == check.missing_events
     )
     batches = len(job.main.recentProgress)
+    profile = _duration_profile(job)
     shutil.rmtree(base, ignore_errors=True)
     return {
         "rate": count / seconds,
         "seconds": seconds,
         "batches": batches,
+        "profile_ms": profile,
         "check": {**check.as_dict(), "ok": ok, "summary": summary.as_dict()},
     }
+
+
+def _duration_profile(job: Any) -> dict[str, dict[str, int]]:
+    """Milliseconds per phase (durationMs of every batch's progress), summed per query: where the
+    Spark job spends its time."""
+    out: dict[str, dict[str, int]] = {}
+    for name, query in job.queries.items():
+        phases: dict[str, int] = defaultdict(int)
+        for p in query.recentProgress:
+            for phase, ms in (json.loads(p.json).get("durationMs") or {}).items():
+                phases[phase] += int(ms)
+        phases["batches"] = len(query.recentProgress)
+        out[name] = dict(phases)
+    return out
 
 
 def run_python(
@@ -200,6 +242,13 @@ def run(
     names = [n for n in implementations if n != "spark"] + [n for n in variants if "spark" in implementations]
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     spark = spark_factory() if "spark" in implementations else None
+    if spark is not None:
+        # The first queries of a session pay for class loading and JIT (3-4x slower here): one
+        # untimed run of every Spark variant on a small topic first.
+        warm_topic, warm = preload(bootstrap, 20_000, seed=1, log=log)
+        for name, variant in variants.items():
+            r = run_spark(spark, bootstrap, warm_topic, 20_000, warm.totals(), workdir, **variant)
+            log(f"aggregation {name}: warm-up run, correct={r['check']['ok']}")
     for i in range(repeats):
         for name in names if i % 2 == 0 else list(reversed(names)):
             if name in variants:

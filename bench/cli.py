@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +56,17 @@ def run(
     ] = False,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="where results go")] = RESULTS,
     note: Annotated[str, typer.Option("--note", help="a label stored with the results (e.g. 'before')")] = "",
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="a commit whose generator runs side by side (generate_baseline), and a Spark run with the "
+            "parser's field-by-field checks (spark_baseline): before -> after within one run",
+        ),
+    ] = None,
+    before: Annotated[
+        Path | None, typer.Option("--before", help="an earlier run's JSON: adds a before -> after section")
+    ] = None,
 ) -> None:
     """Measure the project next to the alternatives on this machine, check every result, and write
     bench/results/<UTC timestamp>.json, .md (and latest.md) and PNG charts."""
@@ -113,6 +126,18 @@ def run(
             "max_offsets_per_trigger": int(max_offsets) or None,
             "shuffle_partitions": int(shuffle),
         }
+    baseline_tree: Path | None = None
+    if baseline:
+        commit = subprocess.run(
+            ["git", "rev-parse", baseline], cwd=env.ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        options["baseline_commit"] = commit
+        baseline_tree = env.export_tree(commit, workdir / "baseline")
+        variants["spark_baseline"] = {
+            "max_offsets_per_trigger": settings.spark.max_offsets_per_trigger,
+            "shuffle_partitions": settings.spark.shuffle_partitions,
+            "per_field_parser": True,
+        }
     started = time.monotonic()
     try:
         with env.bench_broker(workdir / "broker") as broker:
@@ -122,7 +147,12 @@ def run(
                 from bench import producer
 
                 results["producer"] = producer.run(
-                    bootstrap, count=producer_records, repeats=repeats, workdir=workdir, log=_log
+                    bootstrap,
+                    count=producer_records,
+                    repeats=repeats,
+                    workdir=workdir,
+                    log=_log,
+                    baseline=baseline_tree,
                 )
             if "aggregation" in selected:
                 from bench import aggregation
@@ -154,6 +184,11 @@ def run(
                 from bench import startup
 
                 results["startup"] = startup.run(bootstrap, repeats=repeats, workdir=workdir, log=_log)
+    except BaseException as exc:
+        # Keep what was measured: a long run stopped late still leaves its numbers.
+        results["interrupted"] = f"{type(exc).__name__}: {exc}"
+        _log(f"stopped ({results['interrupted']}); writing the results measured so far")
+        raise
     finally:
         for spark in spark_holder:
             spark.stop()
@@ -161,9 +196,17 @@ def run(
         shutil.rmtree(
             Path(tempfile.gettempdir()) / f"pipelines-bench-tool-logs-{os.getpid()}", ignore_errors=True
         )
+        _write(results, started, before, out_dir)
+
+
+def _write(results: dict[str, Any], started: float, before: Path | None, out_dir: Path) -> None:
     results["duration_s"] = round(time.monotonic() - started, 1)
     from bench import report
 
+    if before is not None:
+        earlier = json.loads(before.read_text())
+        results["before_after"] = report.before_after(earlier, results)
+        results["before_file"] = before.name
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     paths = report.write(results, out_dir, stamp)
     _log(f"done in {results['duration_s']:.0f} s: {paths['json']} and {paths['md']}")

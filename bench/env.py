@@ -201,6 +201,17 @@ def number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
+def export_tree(commit: str, directory: Path) -> Path:
+    """The `pipelines` package as of `commit` (read from git, the work tree untouched), for running
+    the code before an optimisation side by side with the code after it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "archive", commit, "pipelines", "conf"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    return directory
+
+
 def new_topic_named(bootstrap: str, name: str, partitions: int, **config: str) -> str:
     create_topic(bootstrap, name, partitions=partitions, config=config)
     return name

@@ -9,6 +9,7 @@ and the topic's end offsets both equal the records requested.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -39,12 +40,17 @@ def payload_file(path: Path, count: int = 20_000) -> tuple[Path, float]:
     return path, sum(len(v) for v in values) / len(values)
 
 
-def run_generate(bootstrap: str, count: int, seed: int) -> dict[str, Any]:
+def run_generate(bootstrap: str, count: int, seed: int, tree: Path | None = None) -> dict[str, Any]:
+    """`pipelines generate sales`; with `tree`, the `pipelines` package found there (an earlier commit)."""
     topic = env.new_topic(bootstrap, "bench-gen", PARTITIONS)
-    cmd = [env.PIPELINES, "generate", "sales", "--count", str(count), "--seed", str(seed), "--topic", topic]
+    program = (
+        [env.PIPELINES] if tree is None else [env.PYTHON, "-c", "from pipelines.cli import main; main()"]
+    )
+    cmd = [*program, "generate", "sales", "--count", str(count), "--seed", str(seed), "--topic", topic]
     cmd += ["--bootstrap-servers", bootstrap]
+    extra_env = {} if tree is None else {"env": {**os.environ, "PYTHONPATH": str(tree)}, "cwd": tree}
     started = time.monotonic()
-    with env.child(cmd) as proc:
+    with env.child(cmd, **extra_env) as proc:
         _out, err = proc.communicate(timeout=900)
     wall = time.monotonic() - started
     m = _SUMMARY.search(err)
@@ -87,18 +93,22 @@ def run_producer_performance(bootstrap: str, count: int, payloads: Path) -> dict
     }
 
 
-def run(bootstrap: str, *, count: int, repeats: int, workdir: Path, log: Any) -> dict[str, Any]:
+def run(
+    bootstrap: str, *, count: int, repeats: int, workdir: Path, log: Any, baseline: Path | None = None
+) -> dict[str, Any]:
+    """`baseline`: a tree of an earlier commit whose generator runs too, as `generate_baseline`."""
     payloads, mean_size = payload_file(workdir / "sales-payloads.txt")
-    results: dict[str, list[dict[str, Any]]] = {"generate": [], "producer_performance": []}
+    names = ["generate", "producer_performance", *(["generate_baseline"] if baseline else [])]
+    results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for i in range(repeats):
-        # Alternate the order so a drifting machine load favours neither.
-        order = ["generate", "producer_performance"] if i % 2 == 0 else ["producer_performance", "generate"]
-        for name in order:
-            r = (
-                run_generate(bootstrap, count, seed=100 + i)
-                if name == "generate"
-                else run_producer_performance(bootstrap, count, payloads)
-            )
+        # Alternate the order so a drifting machine load favours none.
+        for name in names if i % 2 == 0 else list(reversed(names)):
+            if name == "producer_performance":
+                r = run_producer_performance(bootstrap, count, payloads)
+            else:
+                r = run_generate(
+                    bootstrap, count, seed=100 + i, tree=baseline if name != "generate" else None
+                )
             log(f"producer {name} #{i + 1}: {r['rate']:,.0f} records/s, correct={r['check']['ok']}")
             results[name].append(r)
     return {

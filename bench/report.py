@@ -19,6 +19,8 @@ NAMES = {
     "spark_realtime": "Spark real-time mode",
     "python_at_least_once": "Python processor, at-least-once",
     "python_exactly_once": "Python processor, exactly-once",
+    "generate_baseline": "`pipelines generate sales` before the optimisations (baseline commit)",
+    "spark_baseline": "Spark revenue job before the optimisations (field-by-field parser)",
     "spark_revenue_job": "Spark revenue job (`python jobs/revenue_per_minute.py`)",
     "python_processor_at_least_once": "Python processor, at-least-once",
     "python_processor_exactly_once": "Python processor, exactly-once",
@@ -40,15 +42,62 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     prod = (results.get("producer") or {}).get("implementations") or {}
     if "generate" in prod and "producer_performance" in prod:
+        if "generate_baseline" in prod:
+            out["generate / generate_baseline (speed-up)"] = paired_ratios(
+                prod["generate"]["runs"], prod["generate_baseline"]["runs"]
+            )
+            out["generate_baseline / ProducerPerformance"] = paired_ratios(
+                prod["generate_baseline"]["runs"], prod["producer_performance"]["runs"]
+            )
         out["generate / ProducerPerformance"] = paired_ratios(
             prod["generate"]["runs"], prod["producer_performance"]["runs"]
         )
     agg = (results.get("aggregation") or {}).get("implementations") or {}
+    if "spark" in agg and "spark_baseline" in agg:
+        out["spark / spark_baseline (speed-up)"] = paired_ratios(
+            agg["spark"]["runs"], agg["spark_baseline"]["runs"]
+        )
     for spark_name in [n for n in agg if n.startswith("spark")]:
         for other in ("naive", "quix", "consumer_performance"):
             if other in agg:
                 out[f"{spark_name} / {other}"] = paired_ratios(agg[spark_name]["runs"], agg[other]["runs"])
     return out
+
+
+def _median(results: dict[str, Any], workload: str, impl: str) -> float | None:
+    impls = (results.get(workload) or {}).get("implementations") or {}
+    return (impls.get(impl) or {}).get("rate", {}).get("median")
+
+
+def before_after(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Markdown rows comparing two runs: medians (absolute, from two runs: the machine's load
+    differs between them) and the ratios within each run (the fairer comparison)."""
+    lines = [
+        f"Before: run of {before['machine']['date_utc']} ({before['options'].get('note') or 'no note'}); "
+        f"after: this run ({after['options'].get('note') or 'no note'}).",
+        "",
+        "| measure | before | after | change |",
+        "|---|---:|---:|---:|",
+    ]
+    rows = [
+        ("producer: `pipelines generate` records/s", _median(before, "producer", "generate"),
+         _median(after, "producer", "generate"), "{:,.0f}"),
+        ("producer: Kafka ProducerPerformance records/s (reference)",
+         _median(before, "producer", "producer_performance"),
+         _median(after, "producer", "producer_performance"), "{:,.0f}"),
+        ("aggregation: Spark revenue job events/s", _median(before, "aggregation", "spark"),
+         _median(after, "aggregation", "spark"), "{:,.0f}"),
+        ("aggregation: naive Python events/s (reference)", _median(before, "aggregation", "naive"),
+         _median(after, "aggregation", "naive"), "{:,.0f}"),
+    ]  # fmt: skip
+    rb, ra = ratios(before), ratios(after)
+    for key in rb.keys() & ra.keys():
+        rows.append((f"ratio within the run: {key}", rb[key]["median"], ra[key]["median"], "{:.2f}x"))
+    for label, b, a, fmt in sorted(rows, key=lambda r: r[0].startswith("ratio")):
+        if b is None or a is None:
+            continue
+        lines.append(f"| {label} | {fmt.format(b)} | {fmt.format(a)} | {a / b:.2f}x |")
+    return lines
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -63,6 +112,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"(one local KRaft broker), confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}), "
         f"quixstreams {m['quixstreams']}.",
         "",
+        *(
+            [f"**This run was stopped before its end** ({results['interrupted']}).", ""]
+            if results.get("interrupted")
+            else []
+        ),
         f"Each cell: median (min-max) of {results['options']['repeats']} repeats. "
         "`ok` = the result was checked "
         "(counts and exact sums); a run that fails its check is marked ✗ and does not count as a win.",

@@ -25,13 +25,13 @@ import os
 import sys
 from pathlib import Path
 
-from pyspark.errors import AnalysisException, StreamingQueryException
+from pyspark.errors import PySparkException
 
 from pipelines.config import load_settings
 from pipelines.errors import PipelinesError
 from pipelines.flows import CUSTOMER_COUNTS_TOPIC, CUSTOMER_ORDER_COUNTS, SINKS, start_customer_order_counts
 from pipelines.security import security_from_settings, use_security
-from pipelines.spark import explain_analysis_error, session_for_job
+from pipelines.spark import job_error, job_log_file, session_for_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,6 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-offsets-per-trigger", type=int, default=None, help="bound on records per micro-batch"
     )
     p.add_argument("--profile", default="local", help="settings profile in conf/ (default: local)")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show Spark's INFO log on the terminal (it always goes to .pipelines/logs/spark.log; "
+        "under spark-submit the cluster's log4j decides)",
+    )
     args = p.parse_args(argv)
     if args.sink in ("delta", "both") and args.delta_path is None:
         p.error("--delta-path is required with --sink delta or both")
@@ -66,11 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    log_file = None
     try:
         settings = load_settings(args.profile, os.environ)
+        log_file = job_log_file(settings, os.environ)
         # Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
         use_security(args.bootstrap_servers, security_from_settings(settings))
-        spark = session_for_job(CUSTOMER_ORDER_COUNTS, settings, os.environ)
+        spark = session_for_job(CUSTOMER_ORDER_COUNTS, settings, os.environ, verbose=args.verbose)
         queries = start_customer_order_counts(
             spark,
             bootstrap_servers=args.bootstrap_servers,
@@ -93,15 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             for q in queries.values():
                 q.stop()
         read = sum(int(json.loads(p.json)["numInputRows"]) for p in queries["dlq"].recentProgress)
-    except PipelinesError as exc:
-        print(f"{CUSTOMER_ORDER_COUNTS}: {exc}", file=sys.stderr)
-        return 2
-    except AnalysisException as exc:
-        print(f"{CUSTOMER_ORDER_COUNTS}: {explain_analysis_error(exc)}", file=sys.stderr)
-        return 2
-    except StreamingQueryException as exc:
-        print(f"{CUSTOMER_ORDER_COUNTS}: a query failed: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 3
+    except (PipelinesError, PySparkException) as exc:
+        message, status = job_error(CUSTOMER_ORDER_COUNTS, exc, log_file)
+        print(message, file=sys.stderr)
+        return status
     print(json.dumps({"job": CUSTOMER_ORDER_COUNTS, "read": read, "checkpoint": str(args.checkpoint)}))
     return 0
 

@@ -30,7 +30,7 @@ import os
 import sys
 from pathlib import Path
 
-from pyspark.errors import AnalysisException, PySparkException, StreamingQueryException
+from pyspark.errors import PySparkException
 
 from pipelines.config import load_settings
 from pipelines.errors import PipelinesError
@@ -42,7 +42,7 @@ from pipelines.shipments import (
     start_orders_to_shipments,
     stop_all,
 )
-from pipelines.spark import explain_analysis_error, session_for_job
+from pipelines.spark import job_error, job_log_file, session_for_job
 from pipelines.triggers import is_available_now, is_real_time
 
 
@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="bound on records per micro-batch (default from the profile; not used in real-time mode)",
     )
     p.add_argument("--profile", default="local", help="settings profile in conf/ (default: local)")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show Spark's INFO log on the terminal (it always goes to .pipelines/logs/spark.log; "
+        "under spark-submit the cluster's log4j decides)",
+    )
     args = p.parse_args(argv)
     try:
         is_real_time(args.trigger)
@@ -90,11 +96,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    log_file = None
     try:
         settings = load_settings(args.profile, os.environ)
+        log_file = job_log_file(settings, os.environ)
         # Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
         use_security(args.bootstrap_servers, security_from_settings(settings))
-        spark = session_for_job(ORDERS_TO_SHIPMENTS, settings, os.environ)
+        spark = session_for_job(ORDERS_TO_SHIPMENTS, settings, os.environ, verbose=args.verbose)
         queries = start_orders_to_shipments(
             spark,
             bootstrap_servers=args.bootstrap_servers,
@@ -115,22 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop_all(queries)
         summary = run_summary(queries["shipments"])
-    except PipelinesError as exc:
-        print(f"{ORDERS_TO_SHIPMENTS}: {exc}", file=sys.stderr)
-        return 2
-    except AnalysisException as exc:
-        print(f"{ORDERS_TO_SHIPMENTS}: {explain_analysis_error(exc)}", file=sys.stderr)
-        return 2
-    except StreamingQueryException as exc:
-        first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-        print(f"{ORDERS_TO_SHIPMENTS}: a query failed: {first}\n(details in the log above)", file=sys.stderr)
-        return 3
-    except PySparkException as exc:
-        # Spark refuses a query at start with a captured JVM error, e.g. a real-time interval below
-        # spark.sql.streaming.realTimeMode.minBatchDuration.
-        first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-        print(f"{ORDERS_TO_SHIPMENTS}: {first}", file=sys.stderr)
-        return 2
+    except (PipelinesError, PySparkException) as exc:
+        message, status = job_error(ORDERS_TO_SHIPMENTS, exc, log_file)
+        print(message, file=sys.stderr)
+        return status
     print(json.dumps({"job": ORDERS_TO_SHIPMENTS, "checkpoint": str(args.checkpoint), **summary.as_dict()}))
     return 0
 

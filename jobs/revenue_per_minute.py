@@ -29,14 +29,14 @@ import os
 import sys
 from pathlib import Path
 
-from pyspark.errors import AnalysisException, StreamingQueryException
+from pyspark.errors import PySparkException
 
 from pipelines.config import load_settings
 from pipelines.errors import PipelinesError
 from pipelines.flows import MODES, REVENUE_PER_MINUTE, REVENUE_TOPIC, SINKS, start_revenue_per_minute
 from pipelines.monitor.progress import ProgressRecorder
 from pipelines.security import security_from_settings, use_security
-from pipelines.spark import explain_analysis_error, session_for_job
+from pipelines.spark import job_error, job_log_file, session_for_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -87,6 +87,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-offsets-per-trigger", type=int, default=None, help="bound on records per micro-batch"
     )
     p.add_argument("--profile", default="local", help="settings profile in conf/ (default: local)")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show Spark's INFO log on the terminal (it always goes to .pipelines/logs/spark.log; "
+        "under spark-submit the cluster's log4j decides)",
+    )
     args = p.parse_args(argv)
     if args.sink in ("delta", "both") and args.delta_path is None:
         p.error("--delta-path is required with --sink delta or both")
@@ -99,11 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     progress_file = args.progress_file or args.checkpoint.parent / f"{args.checkpoint.name}.progress.jsonl"
+    log_file = None
     try:
         settings = load_settings(args.profile, os.environ)
+        log_file = job_log_file(settings, os.environ)
         # Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
         use_security(args.bootstrap_servers, security_from_settings(settings))
-        spark = session_for_job(REVENUE_PER_MINUTE, settings, os.environ)
+        spark = session_for_job(REVENUE_PER_MINUTE, settings, os.environ, verbose=args.verbose)
         spark.streams.addListener(ProgressRecorder(progress_file))
         job = start_revenue_per_minute(
             spark,
@@ -126,16 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         job.await_termination()
         summary = job.summary()
-    except PipelinesError as exc:
-        print(f"revenue_per_minute: {exc}", file=sys.stderr)
-        return 2
-    except AnalysisException as exc:
-        print(f"revenue_per_minute: {explain_analysis_error(exc)}", file=sys.stderr)
-        return 2
-    except StreamingQueryException as exc:
-        first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-        print(f"revenue_per_minute: a query failed: {first}\n(details in the log above)", file=sys.stderr)
-        return 3
+    except (PipelinesError, PySparkException) as exc:
+        message, status = job_error(REVENUE_PER_MINUTE, exc, log_file)
+        print(message, file=sys.stderr)
+        return status
     print(json.dumps({"job": REVENUE_PER_MINUTE, "progress_file": str(progress_file), **summary.as_dict()}))
     return 0 if summary.reconciles else 4
 

@@ -24,13 +24,13 @@ import os
 import sys
 from pathlib import Path
 
-from pyspark.errors import AnalysisException
+from pyspark.errors import PySparkException
 
 from pipelines.config import load_settings
 from pipelines.errors import PipelinesError
 from pipelines.flows import SALES_TO_DELTA, sales_to_delta
 from pipelines.security import security_from_settings, use_security
-from pipelines.spark import explain_analysis_error, session_for_job
+from pipelines.spark import job_error, job_log_file, session_for_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,16 +61,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="bound on records per micro-batch (default: the profile's spark.max_offsets_per_trigger)",
     )
     p.add_argument("--profile", default="local", help="settings profile in conf/ (default: local)")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show Spark's INFO log on the terminal (it always goes to .pipelines/logs/spark.log; "
+        "under spark-submit the cluster's log4j decides)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    log_file = None
     try:
         settings = load_settings(args.profile, os.environ)
+        log_file = job_log_file(settings, os.environ)
         # Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
         use_security(args.bootstrap_servers, security_from_settings(settings))
-        spark = session_for_job(SALES_TO_DELTA, settings, os.environ)
+        spark = session_for_job(SALES_TO_DELTA, settings, os.environ, verbose=args.verbose)
         summary = sales_to_delta(
             spark,
             bootstrap_servers=args.bootstrap_servers,
@@ -81,12 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             starting_offsets=args.starting_offsets,
             max_offsets_per_trigger=args.max_offsets_per_trigger or settings.spark.max_offsets_per_trigger,
         )
-    except PipelinesError as exc:
-        print(f"sales_to_delta: {exc}", file=sys.stderr)
-        return 2
-    except AnalysisException as exc:
-        print(f"sales_to_delta: {explain_analysis_error(exc)}", file=sys.stderr)
-        return 2
+    except (PipelinesError, PySparkException) as exc:
+        message, status = job_error(SALES_TO_DELTA, exc, log_file)
+        print(message, file=sys.stderr)
+        return status
     print(json.dumps({"job": SALES_TO_DELTA, "delta_path": str(args.delta_path), **summary.as_dict()}))
     return 0
 

@@ -270,10 +270,11 @@ def is_authorization_error(err: KafkaError | None) -> bool:
 
 
 def authorization_error(
-    err: KafkaError, *, bootstrap_servers: str, operation: str, name: str, group: str | None = None
+    err: KafkaError | None, *, bootstrap_servers: str, operation: str, name: str, group: str | None = None
 ) -> AuthorizationError:
     """The AuthorizationError for a broker's `*_AUTHORIZATION_FAILED` answer: about topic `name`
     (`operation` on it), or about consumer group `group` (Read), or the cluster."""
+    assert err is not None, "call it for an error is_authorization_error() accepted"
     resource_type, code = AUTHORIZATION_CODES[err.code()]
     principal = security_for(bootstrap_servers).principal
     if resource_type == "group":

@@ -14,6 +14,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from pipelines.config import Settings
+from pipelines.errors import PipelinesError
 from pipelines.local.jvm import spark_jars
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
@@ -139,6 +140,30 @@ def job_log_dir(settings: Settings) -> Path:
     """Where a job started with `python` (or `make run`) writes Spark's log, `spark.log`: next to
     the data folder (`.pipelines/logs` by default). Under spark-submit, the cluster's log4j decides."""
     return settings.resolve_path(settings.paths.data_dir).parent / "logs"
+
+
+def job_log_file(settings: Settings, environ: Mapping[str, str]) -> Path | None:
+    """spark.log of a job started with `python`; None under spark-submit (the driver's log4j, and
+    so its log, is the cluster's)."""
+    return None if launched_by_spark_submit(environ) else job_log_dir(settings) / "spark.log"
+
+
+def job_error(job: str, exc: Exception, log_file: Path | None) -> tuple[str, int]:
+    """The line a job entry point prints for `exc`, and its exit status: 2 for what arguments or
+    setup can fix (a PipelinesError, a query Spark refuses to start), 3 for a query that failed
+    while running. Spark's own errors say where the full story is."""
+    from pyspark.errors import StreamingQueryException
+
+    if isinstance(exc, PipelinesError):
+        return f"{job}: {exc}", 2
+    where = (
+        f" (the full error and Spark's log: {log_file})"
+        if log_file
+        else " (the full error: the driver's log)"
+    )
+    if isinstance(exc, StreamingQueryException):
+        return f"{job}: a query failed: {explain_analysis_error(exc)}{where}", 3
+    return f"{job}: {explain_analysis_error(exc)}{where}", 2
 
 
 def spark_failure(component: str, exc: Exception, log_file: Path | None) -> str:

@@ -12,8 +12,15 @@ from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql.types import DecimalType, StringType, StructField, StructType, TimestampType
 
+from pipelines.errors import PipelinesError
 from pipelines.kafka.producer import make_producer, produce_all
-from pipelines.spark import explain_analysis_error, launched_by_spark_submit, session_conf, spark_failure
+from pipelines.spark import (
+    explain_analysis_error,
+    job_error,
+    launched_by_spark_submit,
+    session_conf,
+    spark_failure,
+)
 
 
 def test_session_conf_for_a_local_run() -> None:
@@ -47,6 +54,28 @@ def test_a_failure_names_the_component_and_its_log_file() -> None:
     assert msg == (
         "Spark failed: [STREAM_FAILED] Query revenue terminated with exception: boom; "
         "the full error and Spark's log are in /w/.pipelines/logs/spark.log"
+    )
+
+
+def test_a_job_error_is_one_line_naming_the_log_with_a_status_per_kind() -> None:
+    from pyspark.errors import AnalysisException, StreamingQueryException
+
+    log = Path("/w/.pipelines/logs/spark.log")
+    failed = StreamingQueryException(
+        message="[STREAM_FAILED] Query q terminated with exception: boom\n\tat x"
+    )
+    assert job_error("revenue_per_minute", failed, log) == (
+        "revenue_per_minute: a query failed: [STREAM_FAILED] Query q terminated with exception: boom "
+        "(the full error and Spark's log: /w/.pipelines/logs/spark.log)",
+        3,
+    )
+    missing = AnalysisException(message="[DATA_SOURCE_NOT_FOUND] Failed to find the data source: kafka.")
+    message, status = job_error("sales_to_delta", missing, None)
+    assert status == 2 and 'spark-submit --jars "$(pipelines jars)"' in message
+    assert message.endswith("(the full error: the driver's log)")
+    assert job_error("x", PipelinesError("--trigger nonsense is not a trigger"), log) == (
+        "x: --trigger nonsense is not a trigger",
+        2,
     )
 
 

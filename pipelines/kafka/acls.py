@@ -15,6 +15,7 @@ Every call waits on the broker's answer and turns a refusal into a PipelinesErro
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -28,6 +29,7 @@ from confluent_kafka.admin import (
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
 
@@ -134,7 +136,9 @@ def upsert_users(
     """Create or update the SCRAM-SHA-512 credential of each user in `passwords`; the names."""
     admin = _admin(bootstrap_servers, security, AclOperation.ALTER, timeout_s)
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
-    changes = [UserScramCredentialUpsertion(u, info, pw.encode()) for u, pw in sorted(passwords.items())]
+    changes: list[UserScramCredentialAlteration] = [
+        UserScramCredentialUpsertion(u, info, pw.encode()) for u, pw in sorted(passwords.items())
+    ]
     if not changes:
         return []
     for user, future in admin.alter_user_scram_credentials(changes, request_timeout=timeout_s).items():
@@ -151,7 +155,9 @@ def list_users(
     """User name -> its SCRAM mechanisms (e.g. `SCRAM_SHA_512/8192`)."""
     admin = _admin(bootstrap_servers, security, AclOperation.DESCRIBE, timeout_s)
     try:
-        described = admin.describe_user_scram_credentials(request_timeout=timeout_s).result()
+        every_user = admin.describe_user_scram_credentials(request_timeout=timeout_s)
+        assert isinstance(every_user, Future)  # asked for no user in particular: one future for all
+        described = every_user.result()
     except KafkaException as exc:
         raise _fail("listing the SCRAM users", exc) from None
     return {
@@ -185,9 +191,11 @@ def list_acls(
 ) -> list[Grant]:
     """Every ALLOW ACL of the cluster, as Grants, sorted (DENY ACLs are not used by the project)."""
     admin = _admin(bootstrap_servers, security, AclOperation.DESCRIBE, timeout_s)
+    # None matches any name, principal and host (the stubs type them as str).
     everything = AclBindingFilter(
-        ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY
-    )
+        ResourceType.ANY, None, ResourcePatternType.ANY, None, None,  # type: ignore[arg-type]
+        AclOperation.ANY, AclPermissionType.ANY,
+    )  # fmt: skip
     try:
         bindings = admin.describe_acls(everything, request_timeout=timeout_s).result()
     except KafkaException as exc:

@@ -487,7 +487,10 @@ class LocalBroker:
 
     def _wait_ready(self, state: BrokerState) -> None:
         deadline = time.monotonic() + self.start_timeout_s
-        conf = {"bootstrap.servers": state.bootstrap_servers, **self.client_conf()}
+        conf: dict[str, str | int | float | bool] = {
+            "bootstrap.servers": state.bootstrap_servers,
+            **self.client_conf(),
+        }
         admin = AdminClient(conf, logger=_quiet)
         assert self._proc is not None
         while True:

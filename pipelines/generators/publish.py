@@ -51,15 +51,16 @@ def publish_events(
     in_flight: dict[int, GeneratedEvent] = {}
     kinds: Counter[str] = Counter()
 
+    writer = LedgerWriter(ledger) if ledger is not None else None
+
     def records() -> Iterator[tuple[bytes | None, bytes]]:
         for position, event in enumerate(events):
             if event.seq != position:
                 raise ValueError(f"event seq {event.seq} at position {position}: seq must count from 0")
-            in_flight[position] = event
+            if writer is not None:  # only the ledger needs the event back when its report arrives
+                in_flight[position] = event
             kinds[event.kind] += 1
             yield event.key, event.value
-
-    writer = LedgerWriter(ledger) if ledger is not None else None
 
     def entry(
         event: GeneratedEvent,
@@ -97,8 +98,8 @@ def publish_events(
             flush_timeout_s=flush_timeout_s,
             on_progress=on_progress,
             rate=rate,
-            on_delivered=on_delivered,
-            on_failed=on_failed,
+            on_delivered=on_delivered if writer is not None else None,
+            on_failed=on_failed if writer is not None else None,
             keep_delivered=keep_delivered,
         )
     finally:

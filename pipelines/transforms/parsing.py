@@ -69,10 +69,44 @@ def _json_type(doc: Column, name: str) -> Column:
     return F.schema_of_variant(_field(doc, name))
 
 
+_AMOUNT_TYPE = r"(BIGINT|DOUBLE|DECIMAL\(\d+,[0-2]\))"
+
+
+def good_shape_pattern(spec: EventSpec) -> str:
+    """A regex matching `schema_of_variant` of exactly the contract's object: every field present
+    once, not null, `amount` a JSON number of at most two decimals, the others strings, nothing
+    else. Variant objects list their fields sorted by name, whatever order the JSON had."""
+    parts = [f"{name}: {_AMOUNT_TYPE if name == 'amount' else 'STRING'}" for name in sorted(spec.fields)]
+    return "^OBJECT<" + ", ".join(parts) + ">$"
+
+
 def _error_reason(
     spec: EventSpec, text: Column, doc: Column, amount: Column, event_time: Column, is_heartbeat: Column
 ) -> Column:
-    """The first thing wrong with a record, as a reason code; null for a good one."""
+    """The first thing wrong with a record, as a reason code; null for a good one.
+
+    Most records have the contract's shape: one regex over the document's schema proves every
+    field present with its JSON type, and leaves only the checks of content (encoding, timestamp,
+    amount range and sign). That is ~4x cheaper than the per-field checks, which every other
+    record still goes through and which give the same reason codes (bench/: parsing was the
+    revenue job's largest cost, paid in both of its queries).
+    """
+    full = _error_reason_per_field(spec, text, doc, amount, event_time, is_heartbeat)
+    has_good_shape = F.coalesce(F.schema_of_variant(doc).rlike(good_shape_pattern(spec)), F.lit(False))
+    # The same order as the per-field chain for a record of this shape: encoding, timestamp, amount.
+    shaped = (
+        F.when(~F.is_valid_utf8(text), F.lit("invalid_utf8"))
+        .when(event_time.isNull(), F.lit("bad_timestamp"))
+        .when(amount.isNull(), F.lit("bad_type:amount"))
+        .when(amount < 0, F.lit("negative_amount"))
+    )
+    return F.when(has_good_shape, shaped).otherwise(full)
+
+
+def _error_reason_per_field(
+    spec: EventSpec, text: Column, doc: Column, amount: Column, event_time: Column, is_heartbeat: Column
+) -> Column:
+    """The first thing wrong with a record, checked field by field in contract order."""
     required = [f for f in spec.fields if f != "timestamp"]
     reason = F.when(F.col("value").isNull() | (F.length(F.col("value")) == 0), F.lit("empty_value"))
     reason = reason.when(~F.is_valid_utf8(text), F.lit("invalid_utf8"))

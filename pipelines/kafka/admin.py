@@ -265,12 +265,37 @@ def end_offsets(bootstrap_servers: str, topic: str, timeout_s: float = 15.0) -> 
             )
         if md is None or md.error is not None:
             raise PipelinesError(f"topic {topic!r} does not exist")
+        deadline = time.monotonic() + timeout_s
         return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
-            for p in sorted(md.partitions)
+            p: _high_watermark(consumer, TopicPartition(topic, p), deadline) for p in sorted(md.partitions)
         }
     finally:
         consumer.close()
+
+
+_LEADERSHIP_MOVING = (
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError._WAIT_COORD,
+    KafkaError._TRANSPORT,
+)
+"""Answers of a partition whose leader is still loading it (a broker just restarted) or moving
+(a broker just died): asking again shortly gets the offsets."""
+
+
+def _high_watermark(consumer: Any, partition: Any, deadline: float) -> int:
+    while True:
+        try:
+            return int(
+                consumer.get_watermark_offsets(partition, timeout=max(0.5, deadline - time.monotonic()))[1]
+            )
+        except KafkaException as exc:
+            err = _broker_error(exc)
+            if err.code() not in _LEADERSHIP_MOVING or time.monotonic() >= deadline:
+                raise PipelinesError(
+                    f"cannot read the end offset of {partition.topic} [{partition.partition}]: {err.str()}"
+                ) from None
+            time.sleep(0.2)  # pacing the retries until the deadline; the leader decides when
 
 
 def read_range(

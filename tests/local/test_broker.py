@@ -123,3 +123,32 @@ def test_cli_start_start_stop(tmp_path: Path) -> None:
     assert stop.returncode == 0, stop.stderr
     # Not running any more (possibly a zombie until its parent reaps it, which is not ours).
     assert not _pid_alive(pid)
+
+
+def test_restarted_broker_keeps_its_topics_and_answers_offsets_at_once(
+    tmp_path: Path, jars_dir: Path
+) -> None:
+    """Right after a restart the broker answers metadata before it leads its partitions again
+    (`Not leader for partition` for a moment): end_offsets waits that out instead of failing, which
+    is what a second `make run` does first."""
+    from pipelines.kafka.admin import create_topic, end_offsets
+    from pipelines.kafka.producer import make_producer, produce_all
+
+    broker = LocalBroker(tmp_path, jars_dir)
+    state, _ = broker.start()
+    try:
+        create_topic(state.bootstrap_servers, "kept", partitions=3)
+        report = produce_all(
+            make_producer(state.bootstrap_servers), "kept", [(f"k{i}".encode(), b"v") for i in range(30)]
+        )
+        assert report.acknowledged == 30
+        before = end_offsets(state.bootstrap_servers, "kept")
+        assert sum(before.values()) == 30
+    finally:
+        broker.stop()
+    again, started = broker.start()
+    try:
+        assert started and again.bootstrap_servers == state.bootstrap_servers  # same ports
+        assert end_offsets(again.bootstrap_servers, "kept") == before
+    finally:
+        broker.stop()

@@ -148,8 +148,9 @@ def markdown(results: dict[str, Any]) -> str:
         for key, impl in agg["implementations"].items():
             secs = summarize([r["seconds"] for r in impl["runs"] if "seconds" in r])
             label = _name(key)
-            if key in agg.get("spark_variants", {}) and key != "spark":
-                label += f" {agg['spark_variants'][key]}"
+            variant = agg.get("spark_variants", {}).get(key)
+            if variant and key not in ("spark", "spark_baseline"):
+                label += " (" + ", ".join(f"{k}={v}" for k, v in variant.items()) + ")"
             lines.append(
                 f"| {label} | {spread_text(impl['rate'])} "
                 f"| {spread_text(secs, '{:.1f}') if secs['n'] else '-'} "
@@ -263,6 +264,17 @@ def charts(results: dict[str, Any], out_dir: Path, stamp: str) -> list[Path]:
             "startup",
         )
     return written
+
+
+def rewrite_markdown(json_path: Path) -> Path:
+    """Write a run's `.md` (and `latest.md`) again from its JSON, charts as they are."""
+    results = json.loads(json_path.read_text())
+    stamp = json_path.stem
+    pngs = sorted(json_path.parent.glob(f"{stamp}-*.png"))
+    md = markdown(results) + "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
+    (json_path.parent / f"{stamp}.md").write_text(md)
+    (json_path.parent / "latest.md").write_text(md)
+    return json_path.parent / "latest.md"
 
 
 def write(results: dict[str, Any], out_dir: Path, stamp: str) -> dict[str, Path]:

@@ -48,7 +48,7 @@ format: setup ## Format the code with ruff
 	$(BIN)/ruff format pipelines jobs tests
 	$(BIN)/ruff check --fix pipelines jobs tests
 
-bench: setup ## Benchmark the project against the tutorial pattern, Quix Streams and Kafka's own tools (~25 min; BENCH_ARGS="--quick" for a smoke test)
+bench: setup ## Benchmark the project against the tutorial pattern, Quix Streams and Kafka's own tools (~30 min on 2 cores; BENCH_ARGS="--quick" for a smoke test of a few minutes)
 	@$(BIN)/python -c 'import quixstreams' 2>/dev/null || $(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -51,6 +51,10 @@ def run(
             help="extra Spark aggregation run: NAME:maxOffsets:shufflePartitions (0 = unbounded)",
         ),
     ] = None,
+    aggregation_impls: Annotated[
+        str,
+        typer.Option("--aggregation-impls", help="comma-separated: spark,naive,quix,consumer_performance"),
+    ] = "spark,naive,quix,consumer_performance",
     quick: Annotated[
         bool, typer.Option("--quick", help="small sizes and 1 repeat: a smoke test in a couple of minutes")
     ] = False,
@@ -167,6 +171,7 @@ def run(
                     max_offsets_per_trigger=settings.spark.max_offsets_per_trigger,
                     shuffle_partitions=settings.spark.shuffle_partitions,
                     spark_variants=variants,
+                    implementations=tuple(i.strip() for i in aggregation_impls.split(",") if i.strip()),
                 )
             if "latency" in selected:
                 from bench import latency

@@ -49,7 +49,8 @@ format: setup ## Format the code with ruff
 	$(BIN)/ruff check --fix pipelines jobs tests
 
 bench: setup ## Benchmark the project against the tutorial pattern, Quix Streams and Kafka's own tools (~30 min on 2 cores; BENCH_ARGS="--quick" for a smoke test of a few minutes)
-	@$(BIN)/python -c 'import quixstreams' 2>/dev/null || $(BIN)/pip install --quiet -e '.[bench]'
+	@[ -x .venv-quix/bin/python ] || { echo "==> creating .venv-quix for Quix Streams (it pins confluent-kafka<2.13)"; \
+	  $(PYTHON) -m venv .venv-quix && .venv-quix/bin/pip install --quiet -r bench/requirements-quix.txt; }
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 broker-start: setup ## Start the local Kafka broker in the background (prints its bootstrap servers)

@@ -26,6 +26,10 @@ from pipelines.local.broker import LocalBroker, find_java
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+QUIX_VENV = ROOT / ".venv-quix"
+QUIX_PYTHON = str(QUIX_VENV / "bin" / "python")
+"""Quix Streams runs from a virtualenv of its own (`make bench` creates it from
+bench/requirements-quix.txt): it pins confluent-kafka below 2.13 and would downgrade the project's."""
 PIPELINES = str(Path(sys.executable).with_name("pipelines"))
 
 
@@ -62,6 +66,17 @@ def _version(package: str) -> str | None:
         return None
 
 
+def _quix_version() -> str | None:
+    try:
+        out = subprocess.run(
+            [QUIX_PYTHON, "-c", "from importlib.metadata import version; print(version('quixstreams'))"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def _java_version() -> str:
     try:
         out = subprocess.run([find_java(), "-version"], capture_output=True, text=True, timeout=30).stderr
@@ -86,7 +101,7 @@ def machine() -> dict[str, Any]:
         "kafka_broker": versions.KAFKA_BROKER,
         "confluent_kafka": _version("confluent-kafka"),
         "librdkafka": _librdkafka(),
-        "quixstreams": _version("quixstreams"),
+        "quixstreams": _quix_version(),
         "orjson": _version("orjson"),
     }
 

@@ -215,16 +215,19 @@ def _run_spark_jobs(
                 trigger="processing-time=0 seconds",
                 max_offsets_per_trigger=500,  # several batches, so the watermark has something to drop
             )  # fmt: skip
+            interrupt.check()  # a Ctrl-C while a job was starting: do not start the next ones
             others = start_orders_to_shipments(
                 spark, bootstrap_servers=servers, source_topic="orders", sink_topic="shipments",
                 checkpoint=checkpoint_dir / "orders_to_shipments", trigger="processing-time=0 seconds",
             )  # fmt: skip
+            interrupt.check()
             counts = start_customer_order_counts(
                 spark, bootstrap_servers=servers, topic="orders",
                 checkpoint=checkpoint_dir / "customer_order_counts", sink="both", delta_path=counts_path,
                 trigger="processing-time=0 seconds", dead_letters=False,  # the shipments job owns orders.dlq
             )  # fmt: skip
             try:
+                interrupt.check()
                 ticker.start()
                 job.process_all_available()
                 for q in [*others.values(), *counts.values()]:

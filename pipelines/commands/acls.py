@@ -63,6 +63,14 @@ def setup(
     and PIPELINES_PIPELINE_PASSWORD, where set) and their least-privilege ACLs. Idempotent."""
     servers, security = _target(profile, bootstrap, local_admin)
     passwords = {user: os.environ[env] for user, env in PASSWORD_ENV.items() if os.environ.get(env)}
+    if local_admin and passwords:
+        # The local broker's passwords live in its credentials file, which `pipelines broker env`
+        # hands out: changing them on the broker only would lock its clients out.
+        raise PipelinesError(
+            f"{', '.join(PASSWORD_ENV[u] for u in passwords)} would change the local secured broker's "
+            "passwords behind its credentials file; unset them with --local-admin (the local users "
+            "already exist), or use them against another cluster with --bootstrap-servers"
+        )
     users, count = acls.setup_least_privilege(servers, passwords, security=security)
     err.print(
         f"{count} ACLs in place"

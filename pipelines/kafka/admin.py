@@ -120,8 +120,9 @@ def create_topic(
             created = False
         elif err.code() == KafkaError.INVALID_REPLICATION_FACTOR:
             brokers = len(admin.list_topics(timeout=timeout_s).brokers)
+            asked = factor if factor > 0 else "the cluster's default.replication.factor"
             raise PipelinesError(
-                f"cannot create topic {name!r} with replication factor {factor}: the cluster "
+                f"cannot create topic {name!r} with replication factor {asked}: the cluster "
                 f"has {brokers} broker(s). Use --replication-factor {brokers} or fewer, or start more "
                 "brokers (pipelines broker start --brokers 3)."
             ) from None

@@ -248,13 +248,18 @@ def format_command(
 
 def check_formatted(proc: subprocess.CompletedProcess[str], data_dir: Path, log_dir: Path) -> None:
     """Keep the format command's output in `log_dir/format.log`; BrokerError if it failed."""
+
     # The storage tool prints the SCRAM records it adds (salts and derived keys): keep them out.
-    output = re.sub(r"(salt|storedKey|serverKey)=\[[^\]]*\]", r"\1=[***]", proc.stdout + proc.stderr)
-    (log_dir / "format.log").write_text(output)
+    # A failing format may echo its `--add-scram` arguments: mask their passwords too.
+    def masked(text: str) -> str:
+        text = re.sub(r"(salt|storedKey|serverKey)=\[[^\]]*\]", r"\1=[***]", text)
+        return re.sub(r"(password=)[^,\]\s]+", r"\1***", text)
+
+    (log_dir / "format.log").write_text(masked(proc.stdout + proc.stderr))
     if proc.returncode != 0:
         raise BrokerError(
-            f"formatting the broker storage in {data_dir} failed (exit {proc.returncode}):\n"
-            + (proc.stderr or proc.stdout).strip()[-2000:]
+            f"formatting the broker storage in {data_dir} failed (exit {proc.returncode}); its output "
+            f"is in {log_dir / 'format.log'}:\n" + masked(proc.stderr or proc.stdout).strip()[-2000:]
         )
 
 

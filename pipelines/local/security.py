@@ -213,7 +213,11 @@ def secure_properties(creds: LocalCredentials, files: TlsFiles) -> dict[str, str
 
 
 def add_scram_args(creds: LocalCredentials) -> list[str]:
-    """`kafka-storage format` arguments that create every principal's SCRAM credential."""
+    """`kafka-storage format` arguments that create every principal's SCRAM credential.
+
+    The passwords are on the format command's line (`/proc/PID/cmdline`) for the seconds it runs,
+    once, at the first start: the storage tool takes SCRAM credentials no other way.
+    """
     args: list[str] = []
     for principal in PRINCIPALS:
         args += ["--add-scram", f"{SCRAM_MECHANISM}=[name={principal},password={creds.password(principal)}]"]

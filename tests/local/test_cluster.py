@@ -300,7 +300,7 @@ def test_cli_reports_the_running_cluster(cluster: LocalCluster, servers: str, pr
 
 
 def test_leader_killed_mid_produce_loses_and_duplicates_nothing_then_rejoins(
-    cluster: LocalCluster, servers: str, spark: SparkSession, tmp_path: Path
+    cluster: LocalCluster, servers: str, spark: SparkSession, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """While the revenue job reads the topic (processing-time micro-batches in the test's
     SparkSession), the leader of some partitions is SIGKILLed half-way through 200,000 acks=all
@@ -319,6 +319,7 @@ def test_leader_killed_mid_produce_loses_and_duplicates_nothing_then_rejoins(
         delta_path=tmp_path / "revenue", trigger="processing-time=2 seconds", watermark="10 minutes",
         max_offsets_per_trigger=60_000,
     )  # fmt: skip
+    request.addfinalizer(job.stop)  # also when an assertion fails: the session is shared
     victim = before[0].leader
     assert victim is not None
     led = sorted(p.partition for p in before if p.leader == victim)

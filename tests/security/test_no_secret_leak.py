@@ -28,8 +28,11 @@ def test_no_password_in_any_file_the_project_wrote(
     roots += sorted(tmp_path_factory.getbasetemp().glob("spark-logs*"))  # the test session's Spark logs
     files = [p for root in roots if root.is_dir() for p in root.rglob("*") if p.is_file() and p != allowed]
     names = {p.name for p in files}
-    # The search covers what matters: broker log and config, format output, progress, checkpoints.
+    # The search covers what matters: broker log and config, format output, the jobs' progress
+    # lines, checkpoint offsets and Spark's log (written by test_jobs_secure.py, which runs first).
     assert {"server.log", "server.properties", "format.log", "broker.json"} <= names
+    assert {"revenue.progress.jsonl", "spark.log"} <= names, "run with tests/security/test_jobs_secure.py"
+    assert any(p.parent.name == "offsets" for p in files), "no checkpoint offsets were searched"
     leaks = [(str(p), i) for p in files for i, s in enumerate(secrets) if s in p.read_bytes()]
     assert leaks == []
 

@@ -24,14 +24,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from pyspark.errors import PySparkException
+from pyspark.sql import SparkSession
 
-from pipelines.config import load_settings
-from pipelines.errors import PipelinesError
+from pipelines.config import Settings
 from pipelines.flows import CUSTOMER_COUNTS_TOPIC, CUSTOMER_ORDER_COUNTS, SINKS, start_customer_order_counts
-from pipelines.security import security_from_settings, use_security
-from pipelines.spark import job_error, job_log_file, session_for_job
+from pipelines.job import add_job_options, run_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,13 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-offsets-per-trigger", type=int, default=None, help="bound on records per micro-batch"
     )
-    p.add_argument("--profile", default="local", help="settings profile in conf/ (default: local)")
-    p.add_argument(
-        "--verbose",
-        action="store_true",
-        help="also show Spark's INFO log on the terminal (it always goes to .pipelines/logs/spark.log; "
-        "under spark-submit the cluster's log4j decides)",
-    )
+    add_job_options(p)
     args = p.parse_args(argv)
     if args.sink in ("delta", "both") and args.delta_path is None:
         p.error("--delta-path is required with --sink delta or both")
@@ -72,13 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    log_file = None
-    try:
-        settings = load_settings(args.profile, os.environ)
-        log_file = job_log_file(settings, os.environ)
-        # Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
-        use_security(args.bootstrap_servers, security_from_settings(settings))
-        spark = session_for_job(CUSTOMER_ORDER_COUNTS, settings, os.environ, verbose=args.verbose)
+
+    def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
         queries = start_customer_order_counts(
             spark,
             bootstrap_servers=args.bootstrap_servers,
@@ -101,12 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             for q in queries.values():
                 q.stop()
         read = sum(int(json.loads(p.json)["numInputRows"]) for p in queries["dlq"].recentProgress)
-    except (PipelinesError, PySparkException) as exc:
-        message, status = job_error(CUSTOMER_ORDER_COUNTS, exc, log_file)
-        print(message, file=sys.stderr)
-        return status
-    print(json.dumps({"job": CUSTOMER_ORDER_COUNTS, "read": read, "checkpoint": str(args.checkpoint)}))
-    return 0
+        return {"read": read, "checkpoint": str(args.checkpoint)}, 0
+
+    return run_job(CUSTOMER_ORDER_COUNTS, args, os.environ, run)
 
 
 if __name__ == "__main__":

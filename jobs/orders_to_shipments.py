@@ -25,16 +25,16 @@ sink's `kafka.security.protocol`, `kafka.sasl.jaas.config` and PEM truststore op
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from pyspark.errors import PySparkException
+from pyspark.sql import SparkSession
 
-from pipelines.config import load_settings
+from pipelines.config import Settings
 from pipelines.errors import PipelinesError
-from pipelines.security import security_from_settings, use_security
+from pipelines.job import add_job_options, run_job
 from pipelines.shipments import (
     ORDERS_TO_SHIPMENTS,
     SHIPMENTS_TOPIC,
@@ -42,7 +42,6 @@ from pipelines.shipments import (
     start_orders_to_shipments,
     stop_all,
 )
-from pipelines.spark import job_error, job_log_file, session_for_job
 from pipelines.triggers import is_available_now, is_real_time
 
 
@@ -79,13 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="bound on records per micro-batch (default from the profile; not used in real-time mode)",
     )
-    p.add_argument("--profile", default="local", help="settings profile in conf/ (default: local)")
-    p.add_argument(
-        "--verbose",
-        action="store_true",
-        help="also show Spark's INFO log on the terminal (it always goes to .pipelines/logs/spark.log; "
-        "under spark-submit the cluster's log4j decides)",
-    )
+    add_job_options(p)
     args = p.parse_args(argv)
     try:
         is_real_time(args.trigger)
@@ -96,13 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    log_file = None
-    try:
-        settings = load_settings(args.profile, os.environ)
-        log_file = job_log_file(settings, os.environ)
-        # Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
-        use_security(args.bootstrap_servers, security_from_settings(settings))
-        spark = session_for_job(ORDERS_TO_SHIPMENTS, settings, os.environ, verbose=args.verbose)
+
+    def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
         queries = start_orders_to_shipments(
             spark,
             bootstrap_servers=args.bootstrap_servers,
@@ -122,13 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                 spark.streams.awaitAnyTermination()
         finally:
             stop_all(queries)
-        summary = run_summary(queries["shipments"])
-    except (PipelinesError, PySparkException) as exc:
-        message, status = job_error(ORDERS_TO_SHIPMENTS, exc, log_file)
-        print(message, file=sys.stderr)
-        return status
-    print(json.dumps({"job": ORDERS_TO_SHIPMENTS, "checkpoint": str(args.checkpoint), **summary.as_dict()}))
-    return 0
+        return {"checkpoint": str(args.checkpoint), **run_summary(queries["shipments"]).as_dict()}, 0
+
+    return run_job(ORDERS_TO_SHIPMENTS, args, os.environ, run)
 
 
 if __name__ == "__main__":

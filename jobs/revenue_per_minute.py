@@ -23,20 +23,18 @@ sink's `kafka.security.protocol`, `kafka.sasl.jaas.config` and PEM truststore op
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from pyspark.errors import PySparkException
+from pyspark.sql import SparkSession
 
-from pipelines.config import load_settings
-from pipelines.errors import PipelinesError
+from pipelines.config import Settings
 from pipelines.flows import MODES, REVENUE_PER_MINUTE, REVENUE_TOPIC, SINKS, start_revenue_per_minute
+from pipelines.job import add_job_options, run_job
 from pipelines.monitor.progress import ProgressRecorder
-from pipelines.security import security_from_settings, use_security
-from pipelines.spark import job_error, job_log_file, session_for_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,13 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-offsets-per-trigger", type=int, default=None, help="bound on records per micro-batch"
     )
-    p.add_argument("--profile", default="local", help="settings profile in conf/ (default: local)")
-    p.add_argument(
-        "--verbose",
-        action="store_true",
-        help="also show Spark's INFO log on the terminal (it always goes to .pipelines/logs/spark.log; "
-        "under spark-submit the cluster's log4j decides)",
-    )
+    add_job_options(p)
     args = p.parse_args(argv)
     if args.sink in ("delta", "both") and args.delta_path is None:
         p.error("--delta-path is required with --sink delta or both")
@@ -105,13 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     progress_file = args.progress_file or args.checkpoint.parent / f"{args.checkpoint.name}.progress.jsonl"
-    log_file = None
-    try:
-        settings = load_settings(args.profile, os.environ)
-        log_file = job_log_file(settings, os.environ)
-        # Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
-        use_security(args.bootstrap_servers, security_from_settings(settings))
-        spark = session_for_job(REVENUE_PER_MINUTE, settings, os.environ, verbose=args.verbose)
+
+    def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any] | None, int]:
         spark.streams.addListener(ProgressRecorder(progress_file))
         job = start_revenue_per_minute(
             spark,
@@ -131,15 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.trigger.strip().lower() != "available-now":
             spark.streams.awaitAnyTermination()
-            return 0
+            return None, 0
         job.await_termination()
         summary = job.summary()
-    except (PipelinesError, PySparkException) as exc:
-        message, status = job_error(REVENUE_PER_MINUTE, exc, log_file)
-        print(message, file=sys.stderr)
-        return status
-    print(json.dumps({"job": REVENUE_PER_MINUTE, "progress_file": str(progress_file), **summary.as_dict()}))
-    return 0 if summary.reconciles else 4
+        return {"progress_file": str(progress_file), **summary.as_dict()}, 0 if summary.reconciles else 4
+
+    return run_job(REVENUE_PER_MINUTE, args, os.environ, run)
 
 
 if __name__ == "__main__":

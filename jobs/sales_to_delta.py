@@ -19,18 +19,16 @@ sink's `kafka.security.protocol`, `kafka.sasl.jaas.config` and PEM truststore op
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from pyspark.errors import PySparkException
+from pyspark.sql import SparkSession
 
-from pipelines.config import load_settings
-from pipelines.errors import PipelinesError
+from pipelines.config import Settings
 from pipelines.flows import SALES_TO_DELTA, sales_to_delta
-from pipelines.security import security_from_settings, use_security
-from pipelines.spark import job_error, job_log_file, session_for_job
+from pipelines.job import add_job_options, run_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,25 +58,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="bound on records per micro-batch (default: the profile's spark.max_offsets_per_trigger)",
     )
-    p.add_argument("--profile", default="local", help="settings profile in conf/ (default: local)")
-    p.add_argument(
-        "--verbose",
-        action="store_true",
-        help="also show Spark's INFO log on the terminal (it always goes to .pipelines/logs/spark.log; "
-        "under spark-submit the cluster's log4j decides)",
-    )
+    add_job_options(p)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    log_file = None
-    try:
-        settings = load_settings(args.profile, os.environ)
-        log_file = job_log_file(settings, os.environ)
-        # Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
-        use_security(args.bootstrap_servers, security_from_settings(settings))
-        spark = session_for_job(SALES_TO_DELTA, settings, os.environ, verbose=args.verbose)
+
+    def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
         summary = sales_to_delta(
             spark,
             bootstrap_servers=args.bootstrap_servers,
@@ -89,12 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             starting_offsets=args.starting_offsets,
             max_offsets_per_trigger=args.max_offsets_per_trigger or settings.spark.max_offsets_per_trigger,
         )
-    except (PipelinesError, PySparkException) as exc:
-        message, status = job_error(SALES_TO_DELTA, exc, log_file)
-        print(message, file=sys.stderr)
-        return status
-    print(json.dumps({"job": SALES_TO_DELTA, "delta_path": str(args.delta_path), **summary.as_dict()}))
-    return 0
+        return {"delta_path": str(args.delta_path), **summary.as_dict()}, 0
+
+    return run_job(SALES_TO_DELTA, args, os.environ, run)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def run_spark(
     shuffle_partitions: int | None = None,
     per_field_parser: bool = False,
 ) -> dict[str, Any]:
-    from pipelines.flows import start_revenue_per_minute
+    from pipelines.jobs.revenue_per_minute import start_revenue_per_minute
 
     if shuffle_partitions is not None:
         spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))

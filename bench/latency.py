@@ -103,13 +103,13 @@ class _Pipeline:
     ) -> None:
         self.config, self.bootstrap, self.source, self.sink = config, bootstrap, source, sink
         self.spark_factory, self.workdir = spark_factory, workdir
-        self._queries: dict[str, Any] = {}
+        self._queries: Any = None
         self._proc: Any = None
         self._ctx: Any = None
 
     def start(self) -> None:
         if self.config.startswith("spark"):
-            from pipelines.shipments import start_orders_to_shipments
+            from pipelines.jobs.orders_to_shipments import start_orders_to_shipments
 
             trigger = "real-time" if self.config == "spark_realtime" else "processing-time=0 seconds"
             self._queries = start_orders_to_shipments(
@@ -133,11 +133,9 @@ class _Pipeline:
             self._proc = self._ctx.__enter__()
 
     def stop(self) -> None:
-        from pipelines.shipments import stop_all
-
         if self._queries:
-            stop_all(self._queries)
-            self._queries = {}
+            self._queries.stop()
+            self._queries = None
         if self._ctx is not None:
             self._ctx.__exit__(None, None, None)
             self._ctx = None

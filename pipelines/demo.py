@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
@@ -32,6 +32,14 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines.config import Settings
+from pipelines.contracts import (
+    CUSTOMER_COUNTS_TOPIC,
+    HEADER_REASON,
+    ORDERS_TOPIC,
+    SALES_TOPIC,
+    SHIPMENTS_TOPIC,
+    dead_letter_topic,
+)
 from pipelines.errors import PipelinesError
 from pipelines.generators.common import DEFAULT_START
 from pipelines.generators.events import generate_events
@@ -43,8 +51,14 @@ from pipelines.kafka.producer import make_producer
 from pipelines.local.broker import LocalBroker
 from pipelines.spark_interrupt import StopQueriesOnInterrupt
 
+if TYPE_CHECKING:
+    from pipelines.queries import QueryGroup
+
 console = Console(stderr=True, soft_wrap=True)
 STEPS = 6
+RUNNING = "processing-time=0 seconds"
+"""The demo's jobs run micro-batches back to back until every window of the run is final."""
+ORDERS_DLQ = dead_letter_topic(ORDERS_TOPIC)
 
 
 def _parse_ts(text: str) -> datetime:
@@ -60,8 +74,8 @@ def run_demo(
     state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.is_file() else {}
     run = int(state.get("run", 0)) + 1
     start = _parse_ts(state["next_start"]) if "next_start" in state else DEFAULT_START
-    topic = settings.topics["sales"]
-    dlq = f"{topic.name}.dlq"
+    topic = settings.topics[SALES_TOPIC]
+    dlq = dead_letter_topic(topic.name)
     broker = LocalBroker(
         settings.resolve_path(settings.broker.dir),
         settings.resolve_path(settings.paths.jars_dir),
@@ -88,45 +102,64 @@ def run_demo(
     servers = broker_state.bootstrap_servers
     try:
         console.print(f"      broker at {servers}" + ("" if started_here else " (already running)"))
-        say("creating topics sales, orders, shipments, customer-order-counts and the dead-letter topics")
+        names = (topic.name, ORDERS_TOPIC, SHIPMENTS_TOPIC, CUSTOMER_COUNTS_TOPIC)
+        say(f"creating topics {', '.join(names)} and the dead-letter topics")
         create_topic(servers, topic.name, partitions=topic.partitions, exist_ok=True)
         for name, partitions, conf in [
-            (dlq, 1, {}), ("orders", 3, {}), ("orders.dlq", 1, {}), ("shipments", 3, {}),
-            ("customer-order-counts", 3, {"cleanup.policy": "compact"}),
-        ]:  # fmt: skip
+            (dlq, 1, {}),
+            (ORDERS_TOPIC, 3, {}),
+            (ORDERS_DLQ, 1, {}),
+            (SHIPMENTS_TOPIC, 3, {}),
+            (CUSTOMER_COUNTS_TOPIC, 3, {"cleanup.policy": "compact"}),
+        ]:
             create_topic(servers, name, partitions=partitions, config=conf, exist_ok=True)
-        dlq_start = {t: end_offsets(servers, t) for t in (dlq, "orders.dlq")}
-        shipments_start = end_offsets(servers, "shipments")
+        dlq_start = {t: end_offsets(servers, t) for t in (dlq, ORDERS_DLQ)}
+        shipments_start = end_offsets(servers, SHIPMENTS_TOPIC)
 
         seed = 1000 + run
         ledger = data_dir.parent / f"demo-run-{run}.jsonl"
         ledger.parent.mkdir(parents=True, exist_ok=True)
         say(f"producing {count:,} sales from {start:%H:%M:%S} UTC (seed {seed}; 2% late, 2% malformed)")
         producer = make_producer(servers, settings.kafka.producer)
-        events = list(generate_events(
-            "sales", count, seed=seed, late_fraction=0.02, malformed_fraction=0.02, late_by_s=300, start=start
-        ))  # fmt: skip
+        events = list(
+            generate_events(
+                "sales",
+                count,
+                seed=seed,
+                late_fraction=0.02,
+                malformed_fraction=0.02,
+                late_by_s=300,
+                start=start,
+            )
+        )
         latest = max(_parse_ts(json.loads(e.value)["timestamp"]) for e in events if e.kind == "valid")
         # Claimed before the first event is sent: a run after this one, also after Ctrl-C, continues
         # event time after these events instead of producing the same events again.
-        state_file.write_text(json.dumps({"run": run, "next_start": (latest + timedelta(minutes=5)).strftime(
-            "%Y-%m-%dT%H:%M:%S.000Z")}))  # fmt: skip
+        next_start = (latest + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        state_file.write_text(json.dumps({"run": run, "next_start": next_start}))
         report = publish_events(producer, topic.name, events, ledger=ledger)
         entries = read_ledger(ledger)
         send_heartbeats(producer, topic.name, latest + timedelta(minutes=2))
         console.print(f"      sales: {report.summary()}; then a heartbeat per partition")
         orders_ledger = data_dir.parent / f"demo-run-{run}-orders.jsonl"
         orders_events = generate_events("orders", count // 2, seed=seed, malformed_fraction=0.01, start=start)
-        orders_report = publish_events(producer, "orders", orders_events, ledger=orders_ledger)
+        orders_report = publish_events(producer, ORDERS_TOPIC, orders_events, ledger=orders_ledger)
         order_kinds: Counter[str] = Counter(e.kind for e in read_ledger(orders_ledger))
         console.print(f"      orders: {orders_report.summary()}")
 
         say("starting Spark (local[*]) with the Kafka and Delta connectors")
         try:
             ran = _run_spark_jobs(
-                settings, environ, servers=servers, topic=topic.name, dlq=dlq, start=start,
-                last_window=latest.replace(second=0, microsecond=0), on_running=say, verbose=verbose,
-            )  # fmt: skip
+                settings,
+                environ,
+                servers=servers,
+                topic=topic.name,
+                dlq=dlq,
+                start=start,
+                last_window=latest.replace(second=0, microsecond=0),
+                on_running=say,
+                verbose=verbose,
+            )
         except (PySparkException, Py4JJavaError) as exc:
             from pipelines.spark import job_log_dir, spark_failure
 
@@ -134,11 +167,17 @@ def run_demo(
         summary, shipped, counted, top, revenue = ran.summary, ran.shipped, ran.counted, ran.top, ran.revenue
         _print_revenue(revenue)
         letters = {t: read_range(servers, t, dlq_start[t], end_offsets(servers, t)) for t in dlq_start}
-        new_shipments = sum(end_offsets(servers, "shipments").values()) - sum(shipments_start.values())
-        lines = _reconciliation(summary.as_dict(), Counter(e.kind for e in entries), shipped.as_dict(),
-                                order_kinds, counted, new_shipments)  # fmt: skip
+        new_shipments = sum(end_offsets(servers, SHIPMENTS_TOPIC).values()) - sum(shipments_start.values())
+        lines = _reconciliation(
+            summary.as_dict(),
+            Counter(e.kind for e in entries),
+            shipped.as_dict(),
+            order_kinds,
+            counted,
+            new_shipments,
+        )
         reasons = {
-            t: dict(Counter(dict(m.headers() or [])["error.reason"].decode() for m in msgs))
+            t: dict(Counter(dict(m.headers() or [])[HEADER_REASON].decode() for m in msgs))
             for t, msgs in letters.items()
         }
         top_customers = [(r["customer_id"], r["order_count"], r["total_amount"]) for r in top]
@@ -150,9 +189,14 @@ def run_demo(
         report_dir = data_dir.parent / "report"
         chart = revenue_chart(revenue, report_dir / "revenue_per_minute.png")
         md = markdown_report(
-            report_dir / "report.md", revenue=revenue, reconciliation=lines, dead_letters=reasons,
-            shipments=new_shipments, top_customers=top_customers, chart=chart,
-        )  # fmt: skip
+            report_dir / "report.md",
+            revenue=revenue,
+            reconciliation=lines,
+            dead_letters=reasons,
+            shipments=new_shipments,
+            top_customers=top_customers,
+            chart=chart,
+        )
         console.print(f"      {chart}\n      {md}")
     except KeyboardInterrupt:
         # Typer ends the command with exit status 130 without a word; say what happened.
@@ -190,9 +234,10 @@ def _run_spark_jobs(
     """Runs the three jobs concurrently in one session until every window of the run is final, and
     reads back what they wrote. Ctrl-C stops the queries cleanly and ends in KeyboardInterrupt."""
     # Imported here: pyspark is slow to import and only this part needs it.
-    from pipelines.flows import read_customer_state, start_customer_order_counts, start_revenue_per_minute
+    from pipelines.jobs.customer_order_counts import read_customer_state, start_customer_order_counts
+    from pipelines.jobs.orders_to_shipments import run_summary, start_orders_to_shipments
+    from pipelines.jobs.revenue_per_minute import start_revenue_per_minute
     from pipelines.monitor.progress import ProgressRecorder
-    from pipelines.shipments import run_summary, start_orders_to_shipments
     from pipelines.spark import session_for_job
 
     data_dir = settings.resolve_path(settings.paths.data_dir)
@@ -210,42 +255,58 @@ def _run_spark_jobs(
             counts_before = _sum_column(spark, counts_path, "order_count")
             ticker = _ProgressTicker(spark)
             job = start_revenue_per_minute(
-                spark, bootstrap_servers=servers, topic=topic,
-                checkpoint=checkpoint_dir / "revenue_per_minute", delta_path=table_path, dlq_topic=dlq,
-                trigger="processing-time=0 seconds",
+                spark,
+                bootstrap_servers=servers,
+                topic=topic,
+                checkpoint=checkpoint_dir / "revenue_per_minute",
+                delta_path=table_path,
+                dlq_topic=dlq,
+                trigger=RUNNING,
                 max_offsets_per_trigger=500,  # several batches, so the watermark has something to drop
-            )  # fmt: skip
-            interrupt.check()  # a Ctrl-C while a job was starting: do not start the next ones
-            others = start_orders_to_shipments(
-                spark, bootstrap_servers=servers, source_topic="orders", sink_topic="shipments",
-                checkpoint=checkpoint_dir / "orders_to_shipments", trigger="processing-time=0 seconds",
-            )  # fmt: skip
-            interrupt.check()
-            counts = start_customer_order_counts(
-                spark, bootstrap_servers=servers, topic="orders",
-                checkpoint=checkpoint_dir / "customer_order_counts", sink="both", delta_path=counts_path,
-                trigger="processing-time=0 seconds", dead_letters=False,  # the shipments job owns orders.dlq
-            )  # fmt: skip
+            )
+            groups: list[QueryGroup] = [job]
             try:
+                interrupt.check()  # a Ctrl-C while a job was starting: do not start the next ones
+                shipments = start_orders_to_shipments(
+                    spark,
+                    bootstrap_servers=servers,
+                    source_topic=ORDERS_TOPIC,
+                    sink_topic=SHIPMENTS_TOPIC,
+                    checkpoint=checkpoint_dir / "orders_to_shipments",
+                    trigger=RUNNING,
+                )
+                groups.append(shipments)
+                interrupt.check()
+                counts = start_customer_order_counts(
+                    spark,
+                    bootstrap_servers=servers,
+                    topic=ORDERS_TOPIC,
+                    checkpoint=checkpoint_dir / "customer_order_counts",
+                    sink="both",
+                    delta_path=counts_path,
+                    trigger=RUNNING,
+                    dead_letters=False,  # the shipments job owns orders.dlq
+                )
+                groups.append(counts)
                 interrupt.check()
                 ticker.start()
-                job.process_all_available()
-                for q in [*others.values(), *counts.values()]:
-                    q.processAllAvailable()
+                for group in groups:
+                    group.process_all_available()
                 _wait_for_window(spark, table_path, last_window, job.main)
             finally:
                 ticker.stop()
-                job.stop()
-                for q in [*others.values(), *counts.values()]:
-                    q.stop()
+                for group in groups:
+                    group.stop()
             interrupt.check()
             top = (
                 read_customer_state(spark, checkpoint_dir / "customer_order_counts" / "kafka")
-                .orderBy("order_count", ascending=False).limit(5).collect()
-            )  # fmt: skip
+                .orderBy("order_count", ascending=False)
+                .limit(5)
+                .collect()
+            )
             return _SparkResults(
                 summary=job.summary(),
-                shipped=run_summary(others["shipments"]),
+                shipped=run_summary(shipments),
                 counted=_sum_column(spark, counts_path, "order_count") - counts_before,
                 top=top,
                 revenue=_revenue_by_minute(spark, table_path, start),
@@ -324,10 +385,11 @@ def _revenue_by_minute(spark: Any, table_path: Path, since: datetime) -> dict[da
     from pyspark.sql import functions as F
 
     rows = (
-        spark.read.format("delta").load(str(table_path))
+        spark.read.format("delta")
+        .load(str(table_path))
         .filter(F.col("window_start") >= F.lit(since.replace(tzinfo=None, second=0, microsecond=0)))
         .collect()
-    )  # fmt: skip
+    )
     by_minute: dict[datetime, dict[str, Any]] = {}
     for r in rows:
         by_minute.setdefault(r["window_start"], {})[r["category"]] = r["revenue"]
@@ -382,7 +444,7 @@ def _print_accounting(
         out.print(line, highlight=False)
     for topic, counts in reasons.items():
         table = Table(title=f"Dead letters in {topic} this run ({sum(counts.values())})")
-        table.add_column("error.reason")
+        table.add_column(HEADER_REASON)
         table.add_column("count", justify="right")
         for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
             table.add_row(reason, str(n))

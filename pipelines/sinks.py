@@ -1,4 +1,5 @@
-"""Writers: Delta (append, exactly-once through the checkpoint; MERGE, idempotent on replay) and Kafka."""
+"""Writers: Delta (append, exactly-once through the checkpoint; MERGE, idempotent on replay), Kafka
+(at-least-once) and the dead-letter topic of a parsed stream."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.security import spark_kafka_options
+from pipelines.transforms.dead_letters import to_dead_letters
+from pipelines.transforms.parsing import filter_bad_records
 
 
 def start_delta_append(
@@ -124,4 +127,28 @@ def start_delta_merge(
         .option("checkpointLocation", str(checkpoint))
         .trigger(**trigger)
         .start()
+    )
+
+
+def start_dead_letter_sink(
+    parsed_df: DataFrame,
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    checkpoint: Path,
+    trigger: dict[str, Any],
+    query_name: str,
+) -> StreamingQuery:
+    """Send every record of a parsed stream that has an `error_reason` to the dead-letter `topic`:
+    the original key and bytes with the five dead-letter headers (`pipelines.contracts`). Update
+    mode, which for this stateless query emits what append would and is the only mode real-time
+    mode accepts. At-least-once, like every Kafka sink of Spark."""
+    return start_kafka_sink(
+        parsed_df.transform(filter_bad_records).transform(to_dead_letters),
+        bootstrap_servers=bootstrap_servers,
+        topic=topic,
+        checkpoint=checkpoint,
+        trigger=trigger,
+        query_name=query_name,
+        output_mode="update",
     )

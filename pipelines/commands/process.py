@@ -6,7 +6,7 @@
         [--idle-timeout-s S] [--bootstrap-servers B] [--profile P]
 
 What each guarantee means across a crash, and how the processor keeps it, is in
-pipelines.kafka.processor. The source, sink and `<source>.dlq` topics must exist. The profile's
+pipelines.processor.processor. The source, sink and `<source>.dlq` topics must exist. The profile's
 `kafka.producer` settings apply to the processor's producer. SIGTERM and Ctrl-C finish the current
 batch, then stop. One summary line goes to stderr at the end; a fenced instance (a newer one took
 its transactional.id or instance id) prints it too, then fails with one line that says so.
@@ -78,7 +78,7 @@ def orders_to_shipments(
     profile: ProfileOpt = "local",
 ) -> None:
     """Turn orders into shipments (key, headers and event time kept); bad orders go to <source>.dlq."""
-    from pipelines.kafka.processor import Guarantee, Processor, ProcessorConfig
+    from pipelines.processor.processor import Guarantee, Processor, ProcessorConfig
 
     if guarantee not in GUARANTEES:
         raise PipelinesError(f"--guarantee must be one of {', '.join(GUARANTEES)}, not {guarantee!r}")

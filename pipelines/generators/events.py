@@ -10,7 +10,8 @@ Every event has a kind:
   there is none yet). The exact distance is `late_by_ms`.
 - `malformed`: broken the way real topics break, with the reason code a parser should assign.
 
-Reason codes (DESIGN.md's dead-letter `error.reason`), each event with exactly one defect:
+Reason codes (the dead-letter `error.reason` of `pipelines.contracts.REASON_CODES`), each event
+with exactly one defect:
 
 - `empty_value`: the value is zero bytes (not a null tombstone).
 - `invalid_utf8`: the value does not decode as UTF-8: cp1252 text (`"currency":"€"` with the euro
@@ -49,9 +50,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
+from pipelines.contracts import ORDER_FIELDS, SALE_FIELDS
 from pipelines.generators.common import DEFAULT_START, dump_json, format_timestamp
-from pipelines.generators.orders import ORDER_FIELDS, generate_orders, order_document
-from pipelines.generators.sales import SALE_FIELDS, generate_sales, sale_document
+from pipelines.generators.orders import generate_orders, order_document
+from pipelines.generators.sales import generate_sales, sale_document
 
 EventKind = Literal["valid", "late", "malformed"]
 EventType = Literal["orders", "sales"]

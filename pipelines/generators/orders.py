@@ -5,9 +5,8 @@ customers place many orders and most place one or two (`cust-00001` is the most 
 `cust-00002`, ...). Amounts have cents with a long tail, and event times move forward with small,
 bounded disorder. Event time comes from the seed and the start time, never from the wall clock.
 
-Contract (DESIGN.md): key `order_id`; value `{order_id, customer_id, amount, currency, timestamp}`
-with the amount a JSON number with two decimals and the timestamp ISO-8601 UTC with milliseconds
-and a `Z`.
+Contract (`pipelines.contracts`): key `order_id`; value ORDER_FIELDS, the amount a JSON number with
+two decimals and the timestamp ISO-8601 UTC with milliseconds and a `Z`.
 """
 
 from __future__ import annotations
@@ -20,9 +19,6 @@ from decimal import Decimal
 from typing import TypedDict
 
 from pipelines.generators.common import DEFAULT_START, dump_json, format_timestamp
-
-ORDER_FIELDS = ("order_id", "customer_id", "amount", "currency", "timestamp")
-"""The fields of an `orders` value, in the order they are written."""
 
 DEFAULT_CUSTOMERS = 2000
 ZIPF_EXPONENT = 1.1

@@ -12,14 +12,16 @@ import random
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TypedDict
 
+from pipelines.contracts import SALE_FIELDS
 from pipelines.generators.common import DEFAULT_START, dump_json, format_timestamp
-from pipelines.schemas import Sale
 
 __all__ = [
     "CATEGORIES",
     "DEFAULT_START",
     "SALE_FIELDS",
+    "Sale",
     "encode_sale",
     "format_timestamp",
     "generate_sales",
@@ -37,8 +39,16 @@ CATEGORIES: tuple[tuple[str, int], ...] = (
 )
 """(category, weight): a long tail, like real catalogues."""
 
-SALE_FIELDS = ("sale_id", "order_id", "category", "amount", "currency", "timestamp")
-"""The fields of a `sales` value, in the order they are written."""
+
+class Sale(TypedDict):
+    """A `sales` event, keyed by `sale_id`."""
+
+    sale_id: str
+    order_id: str
+    category: str
+    amount: Decimal
+    currency: str
+    timestamp: datetime
 
 
 def generate_sales(

@@ -1,21 +1,13 @@
 """Dead letters: a record that cannot be processed goes to `<topic>.dlq`, untouched, with why and where from.
 
-The contract (DESIGN.md): the dead letter's key is the original key and its value the original
-bytes, unchanged; headers say why and where from:
+The contract (`pipelines.contracts.dead_letters`): the dead letter's key is the original key and
+its value the original bytes, unchanged; five headers say why and where from. Any headers the
+original record carried come first, in their order, except ones that reuse those five names.
 
-| header             | value (UTF-8)                                                      |
-|--------------------|--------------------------------------------------------------------|
-| `error.reason`     | a short machine-readable code (`invalid_json`, `missing_field:amount`) |
-| `error.detail`     | a human-readable sentence                                          |
-| `source.topic`     | the topic the record was read from                                 |
-| `source.partition` | its partition, in decimal                                          |
-| `source.offset`    | its offset, in decimal                                             |
-
-Any headers the original record carried come first, in their order, except ones that reuse these
-five names (the dead letter's own say why *this* record failed). The writer produces with the
-project's producer (`partitioner=murmur2_random`, idempotent, `acks=all`), so a dead letter lands on
-the partition its key would on any Java client, and `send` returns only once the broker has
-acknowledged it: a caller may commit the source offset afterwards without losing the record.
+The writer produces with the project's producer (`partitioner=murmur2_random`, idempotent,
+`acks=all`), so a dead letter lands on the partition its key would on any Java client, and `send`
+returns only once the broker has acknowledged it: a caller may commit the source offset afterwards
+without losing the record.
 """
 
 from __future__ import annotations
@@ -25,23 +17,17 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from pipelines.contracts import (
+    DEAD_LETTER_HEADERS,
+    HEADER_DETAIL,
+    HEADER_REASON,
+    HEADER_SOURCE_OFFSET,
+    HEADER_SOURCE_PARTITION,
+    HEADER_SOURCE_TOPIC,
+    dead_letter_topic,
+)
 from pipelines.errors import PipelinesError
 from pipelines.kafka.producer import Delivered, make_producer
-
-DLQ_SUFFIX = ".dlq"
-HEADER_REASON = "error.reason"
-HEADER_DETAIL = "error.detail"
-HEADER_SOURCE_TOPIC = "source.topic"
-HEADER_SOURCE_PARTITION = "source.partition"
-HEADER_SOURCE_OFFSET = "source.offset"
-DEAD_LETTER_HEADERS = (
-    HEADER_REASON,
-    HEADER_DETAIL,
-    HEADER_SOURCE_TOPIC,
-    HEADER_SOURCE_PARTITION,
-    HEADER_SOURCE_OFFSET,
-)
-"""The five headers every dead letter carries, in the order it carries them."""
 
 Headers = list[tuple[str, str | bytes | None]]
 """Kafka headers as confluent-kafka takes them; the dead-letter writer always uses bytes values."""
@@ -49,11 +35,6 @@ Headers = list[tuple[str, str | bytes | None]]
 
 class DeadLetterError(PipelinesError):
     """A dead letter could not be written (no such topic, not acknowledged in time)."""
-
-
-def dead_letter_topic(topic: str) -> str:
-    """`sales` -> `sales.dlq`: where the records of `topic` that cannot be processed go."""
-    return topic + DLQ_SUFFIX
 
 
 @dataclass(frozen=True)

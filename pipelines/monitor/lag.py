@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.flows import last_committed_batch
+from pipelines.monitor.checkpoints import last_committed_batch
 
 MAX_DEPTH = 4
 

@@ -2,7 +2,8 @@
 
 Output columns are exactly what the kafka sink takes: `key`, `value` (the original bytes,
 untouched) and `headers` (array<struct<key: string, value: binary>>) carrying `error.reason`,
-`error.detail`, `source.topic`, `source.partition` and `source.offset` (DESIGN.md).
+`error.detail`, `source.topic`, `source.partition` and `source.offset`
+(`pipelines.contracts.dead_letters`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.kafka.dlq import (
+from pipelines.contracts import (
     HEADER_DETAIL,
     HEADER_REASON,
     HEADER_SOURCE_OFFSET,

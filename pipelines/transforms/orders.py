@@ -5,10 +5,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.schemas import MONEY_SUM
-from pipelines.transforms.parsing import ORDERS, parse_events
-
-CUSTOMER_COUNT_COLUMNS = ("customer_id", "order_count", "total_amount")
+from pipelines.contracts import CUSTOMER_COUNT_COLUMNS, MONEY_SUM, ORDERS
+from pipelines.transforms.parsing import parse_events
 
 
 def parse_orders(kafka_df: DataFrame) -> DataFrame:
@@ -42,5 +40,5 @@ def to_customer_count_records(counts_df: DataFrame) -> DataFrame:
     latest record of each key is the customer's current count."""
     return counts_df.select(
         F.col("customer_id").alias("key"),
-        F.to_json(F.struct("customer_id", "order_count", "total_amount")).alias("value"),
+        F.to_json(F.struct(*CUSTOMER_COUNT_COLUMNS)).alias("value"),
     )

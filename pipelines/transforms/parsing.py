@@ -3,18 +3,10 @@
 Spark's permissive `from_json` turns garbage into nulls without a word. Here each record is parsed
 with `try_parse_json` into a VARIANT, and every field is checked for presence and JSON type before
 it is cast, so a record is either a typed event, a heartbeat (sales only), or a dead letter
-carrying a reason:
+carrying a reason.
 
-| `error_reason`          | when                                                                     |
-|-------------------------|--------------------------------------------------------------------------|
-| `empty_value`           | the value is null or zero bytes                                          |
-| `invalid_utf8`          | the value is not valid UTF-8                                             |
-| `invalid_json`          | the value is not a JSON object                                           |
-| `missing_field:<field>` | a contract field is absent or JSON null (first one, in contract order)   |
-| `bad_type:<field>`      | a text field is not a string; `amount` is not a number, has more than    |
-|                         | two decimals or does not fit DECIMAL(12,2)                               |
-| `bad_timestamp`         | `timestamp` is not ISO-8601 UTC with milliseconds and a `Z`              |
-| `negative_amount`       | `amount` is below zero (0.00 is a valid amount)                          |
+The reason codes, checked in the order of `pipelines.contracts.REASON_CODES` (first defect wins),
+are the ones the Python processor gives for the same bytes (a test compares both parsers).
 
 Heartbeats (`{"heartbeat": true, "timestamp": "..."}`) are valid records that carry only event
 time: they advance the watermark when events go quiet and are filtered out before aggregating.
@@ -22,33 +14,14 @@ time: they advance the watermark when events go quiet and are filtered out befor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.schemas import MONEY, TIMESTAMP_FORMAT
+from pipelines.contracts import MONEY, TIMESTAMP_FORMAT, EventSpec
 
 KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset")
 _AMOUNT_JSON_TYPES = r"^(BIGINT|DOUBLE|DECIMAL\(\d+,[0-2]\))$"
 """JSON numbers as VARIANT types: integers, doubles (exponent notation), decimals of <= 2 places."""
-
-
-@dataclass(frozen=True)
-class EventSpec:
-    """What a topic's events look like: the fields in contract order (`amount` is money,
-    `timestamp` the event time, every other field a string) and whether heartbeats may appear."""
-
-    fields: tuple[str, ...]
-    heartbeats: bool = False
-
-    @property
-    def text_fields(self) -> tuple[str, ...]:
-        return tuple(f for f in self.fields if f not in ("amount", "timestamp"))
-
-
-SALES = EventSpec(("sale_id", "order_id", "category", "amount", "currency", "timestamp"), heartbeats=True)
-ORDERS = EventSpec(("order_id", "customer_id", "amount", "currency", "timestamp"))
 
 
 def parse_timestamp(col: Column) -> Column:
@@ -148,7 +121,9 @@ def _error_detail(reason: Column, doc: Column, text: Column, amount: Column) -> 
                 F.lit("field 'amount' must be a JSON number with at most two decimals that fits "),
                 F.lit("DECIMAL(12,2), got "),
                 F.left(F.to_json(_field(doc, "amount")), F.lit(40)),
-                F.lit(" ("), field_type, F.lit(")"),
+                F.lit(" ("),
+                field_type,
+                F.lit(")"),
             ),
         )
         .when(
@@ -167,7 +142,7 @@ def _error_detail(reason: Column, doc: Column, text: Column, amount: Column) -> 
             reason == "negative_amount",
             F.concat(F.lit("amount "), amount.cast("string"), F.lit(" is negative")),
         )
-    )  # fmt: skip
+    )
 
 
 def parse_events(kafka_df: DataFrame, spec: EventSpec) -> DataFrame:

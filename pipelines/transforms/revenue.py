@@ -9,9 +9,10 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.schemas import MONEY_SUM
+from pipelines.contracts import MONEY_SUM, REVENUE_COLUMNS
+from pipelines.contracts.events import TIMESTAMP_OUTPUT_FORMAT
 
-REVENUE_COLUMNS = ("window_start", "window_end", "category", "revenue", "sales_count")
+__all__ = ["REVENUE_COLUMNS", "to_revenue_per_window", "to_revenue_records", "to_revenue_stream"]
 
 
 def with_event_time_watermark(sales_df: DataFrame, watermark: str) -> DataFrame:
@@ -63,19 +64,19 @@ def to_revenue_stream(parsed_df: DataFrame, *, window: str, watermark: str) -> D
 
 
 def to_revenue_records(revenue_df: DataFrame) -> DataFrame:
-    """Revenue rows -> kafka sink rows for `revenue-per-minute`.
+    """Revenue rows -> kafka sink rows for the `revenue-per-minute` topic (contracts.REVENUE_TOPIC).
 
     The key is `<window_start ISO-8601>|<category>`: deterministic, so every update of one window
     and category lands on the same partition in order, a compacted topic keeps the latest, and a
     consumer can deduplicate replays (Spark's kafka sink is at-least-once).
     """
-    start_text = F.date_format("window_start", "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")
+    start_text = F.date_format("window_start", TIMESTAMP_OUTPUT_FORMAT)
     return revenue_df.select(
         F.concat(start_text, F.lit("|"), F.col("category")).alias("key"),
         F.to_json(
             F.struct(
                 start_text.alias("window_start"),
-                F.date_format("window_end", "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'").alias("window_end"),
+                F.date_format("window_end", TIMESTAMP_OUTPUT_FORMAT).alias("window_end"),
                 F.col("category"),
                 F.col("revenue"),
                 F.col("sales_count"),

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.transforms.parsing import SALES, filter_bad_records, filter_valid, parse_events
+from pipelines.contracts import SALES
+from pipelines.transforms.parsing import filter_bad_records, filter_valid, parse_events
 
 __all__ = ["filter_bad_records", "filter_valid_sales", "parse_sales", "to_sales_rows"]
 
@@ -23,7 +24,7 @@ def filter_valid_sales(parsed_df: DataFrame) -> DataFrame:
 
 
 def to_sales_rows(parsed_df: DataFrame) -> DataFrame:
-    """Good, non-heartbeat sales as rows of the `sales` Delta table (schemas.SALES_TABLE_SCHEMA)."""
+    """Good, non-heartbeat sales as rows of the `sales` Delta table (contracts.SALES_TABLE_SCHEMA)."""
     return parsed_df.filter(F.col("error_reason").isNull() & ~F.col("is_heartbeat")).select(
         "sale_id",
         "order_id",

@@ -1,4 +1,4 @@
-"""Orders become shipments: the `orders` topic -> the `shipments` topic (DESIGN.md contract).
+"""Orders become shipments: the `orders` topic -> the `shipments` topic (`pipelines.contracts`).
 
 A valid order becomes one shipment, keyed by the order's key (so every record of one order lands
 on the same partition and keeps its order), with the order's headers carried over and the value
@@ -17,12 +17,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pipelines.contracts import SHIPMENT_ID_PREFIX, SHIPMENT_STATUS
 from pipelines.transforms.orders import parse_orders
-
-SHIPMENT_FIELDS = ("shipment_id", "order_id", "customer_id", "status", "created_at")
-"""The fields of a `shipments` value, in the order they are written."""
-SHIPMENT_ID_PREFIX = "ship-"
-PENDING = "pending"
 
 
 def parse_orders_with_headers(kafka_df: DataFrame) -> DataFrame:
@@ -58,7 +54,7 @@ def to_shipments(parsed_df: DataFrame) -> DataFrame:
                 F.concat(F.lit(SHIPMENT_ID_PREFIX), F.col("order_id")).alias("shipment_id"),
                 F.col("order_id"),
                 F.col("customer_id"),
-                F.lit(PENDING).alias("status"),
+                F.lit(SHIPMENT_STATUS).alias("status"),
                 order_timestamp.alias("created_at"),
             )
         ).alias("value"),

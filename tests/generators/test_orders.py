@@ -9,7 +9,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 from pipelines.generators.common import DEFAULT_START
-from pipelines.generators.orders import ORDER_FIELDS, encode_order, generate_orders
+from pipelines.contracts import ORDER_FIELDS
+from pipelines.generators.orders import encode_order, generate_orders
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 

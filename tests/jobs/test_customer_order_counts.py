@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from pipelines.flows import read_customer_state, start_customer_order_counts
 from pipelines.generators.events import generate_events
 from pipelines.generators.ledger import LedgerEntry, read_ledger
 from pipelines.generators.publish import publish_events
+from pipelines.jobs.customer_order_counts import read_customer_state, start_customer_order_counts
 from pipelines.kafka.producer import make_producer
 from tests.generators.test_generate_command import read_whole_topic
 

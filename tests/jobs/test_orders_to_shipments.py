@@ -28,11 +28,11 @@ from pipelines.errors import PipelinesError
 from pipelines.generators.events import generate_events
 from pipelines.generators.ledger import read_ledger
 from pipelines.generators.publish import publish_events
+from pipelines.jobs.orders_to_shipments import ShipmentsRunSummary, run_summary, start_orders_to_shipments
 from pipelines.kafka.admin import end_offsets, read_range
 from pipelines.kafka.dedupe import ShipmentDeduplicator
 from pipelines.kafka.producer import make_producer
 from pipelines.paths import PROJECT_ROOT
-from pipelines.shipments import ShipmentsRunSummary, run_summary, start_orders_to_shipments, stop_all
 
 pytestmark = [pytest.mark.kafka, pytest.mark.spark]
 
@@ -188,8 +188,8 @@ def run_available_now(
         for q in queries.values():
             q.awaitTermination()
     finally:
-        stop_all(queries)
-    return run_summary(queries["shipments"])
+        queries.stop()
+    return run_summary(queries)
 
 
 def test_available_now_ships_each_valid_order_once_and_dead_letters_the_rest(
@@ -224,7 +224,7 @@ def test_processing_time_ships_each_valid_order_once(
         for q in queries.values():
             q.processAllAvailable()  # every batch that read data has been committed
     finally:
-        stop_all(queries)
+        queries.stop()
     assert_shipped_exactly_once(read_topic(bootstrap, out), sent)
     assert_dead_letters(bootstrap, dlq, sent, src)
 
@@ -255,7 +255,7 @@ def test_real_time_ships_each_order_as_it_arrives_across_checkpoints(
         print(f"real-time mode: 50 more orders all shipped within {took:.2f} s of their acknowledgement")
         wait_for(lambda: topic_size(bootstrap, dlq) >= 5, queries, "5 dead letters")
     finally:
-        stop_all(queries)
+        queries.stop()
     assert_shipped_exactly_once(read_topic(bootstrap, out), first + second)
     assert_dead_letters(bootstrap, dlq, first + second, src)
 
@@ -383,7 +383,7 @@ def test_sigkill_or_stop_in_real_time_mode_writes_everything_since_the_checkpoin
     try:
         wait_for(lambda: topic_size(bootstrap, out) >= 2 * len(expected), restarted, "the replayed shipments")
     finally:
-        stop_all(restarted)
+        restarted.stop()
     assert Counter((r.key, r.value) for r in read_topic(bootstrap, out)) == Counter(
         dict.fromkeys(expected, 2)
     )

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from pipelines.flows import start_revenue_per_minute
 from pipelines.generators.events import generate_events
 from pipelines.generators.ledger import read_ledger
 from pipelines.generators.publish import publish_events
+from pipelines.jobs.revenue_per_minute import start_revenue_per_minute
 from pipelines.kafka.producer import make_producer, produce_all
 from pipelines.paths import PROJECT_ROOT
 from tests.jobs.test_revenue_ledger import expected_windows

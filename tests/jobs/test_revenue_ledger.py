@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from pipelines.flows import RevenueJob, start_revenue_per_minute
 from pipelines.generators.events import generate_events
 from pipelines.generators.ledger import LedgerEntry, read_ledger
 from pipelines.generators.publish import publish_events
+from pipelines.jobs.revenue_per_minute import RevenueJob, start_revenue_per_minute
 from pipelines.kafka.producer import make_producer, produce_all
 from tests.jobs.test_revenue_per_minute import read_topic, wait_until
 

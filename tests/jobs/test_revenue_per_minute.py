@@ -14,9 +14,9 @@ from chispa import assert_df_equality
 from confluent_kafka import Consumer
 from pyspark.sql import SparkSession
 
-from pipelines.flows import RevenueRunSummary, start_revenue_per_minute
+from pipelines.contracts import REVENUE_PER_MINUTE_SCHEMA
+from pipelines.jobs.revenue_per_minute import RevenueRunSummary, start_revenue_per_minute
 from pipelines.kafka.producer import make_producer, produce_all
-from pipelines.schemas import REVENUE_PER_MINUTE_SCHEMA
 
 pytestmark = [pytest.mark.kafka, pytest.mark.spark]
 

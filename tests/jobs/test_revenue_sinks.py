@@ -12,7 +12,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 
-from pipelines.flows import start_revenue_per_minute
+from pipelines.jobs.revenue_per_minute import start_revenue_per_minute
 from pipelines.kafka.producer import make_producer, produce_all
 from pipelines.monitor.progress import ProgressRecorder
 from pipelines.sinks import merge_into_delta

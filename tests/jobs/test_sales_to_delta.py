@@ -15,11 +15,11 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
-from pipelines.flows import RunSummary, sales_to_delta
-from pipelines.generators.sales import encode_sale, generate_sales
+from pipelines.contracts import SALES_TABLE_SCHEMA
+from pipelines.generators.sales import Sale, encode_sale, generate_sales
+from pipelines.jobs.sales_to_delta import RunSummary, sales_to_delta
 from pipelines.kafka.producer import ProduceReport, make_producer, produce_all
 from pipelines.paths import PROJECT_ROOT
-from pipelines.schemas import SALES_TABLE_SCHEMA, Sale
 
 pytestmark = [pytest.mark.kafka, pytest.mark.spark]
 

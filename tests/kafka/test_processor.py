@@ -30,13 +30,13 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from pipelines.contracts import DEAD_LETTER_HEADERS, dead_letter_topic
 from pipelines.generators.events import generate_events
 from pipelines.generators.ledger import read_ledger
 from pipelines.generators.publish import publish_events
 from pipelines.kafka.admin import create_topic
-from pipelines.kafka.dlq import DEAD_LETTER_HEADERS, dead_letter_topic
-from pipelines.kafka.processor import Guarantee, Processor, ProcessorConfig, default_transactional_id
 from pipelines.kafka.producer import PRODUCER_DEFAULTS, ConfValue, make_producer
+from pipelines.processor.processor import Guarantee, Processor, ProcessorConfig, default_transactional_id
 
 pytestmark = pytest.mark.kafka
 

@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka import KafkaError
 
 from pipelines.errors import PipelinesError
-from pipelines.kafka.processor import (
+from pipelines.processor.processor import (
     Guarantee,
     ProcessorConfig,
     ProcessorResult,

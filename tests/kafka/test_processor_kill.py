@@ -39,7 +39,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from pipelines.kafka.processor import Guarantee
+from pipelines.processor.processor import Guarantee
 from tests.kafka.test_processor import (
     Input,
     Topics,

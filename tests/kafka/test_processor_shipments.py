@@ -1,4 +1,4 @@
-"""The processor's transform (pipelines.kafka.shipments), without a broker: every event the generator
+"""The processor's transform (pipelines.processor.shipments), without a broker: every event the generator
 makes gets the shipment or the reason code it was made for, and the edge cases a strict parser must
 refuse are refused with the contract's codes."""
 
@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from pipelines.generators.events import REASON_FAMILIES, generate_events
-from pipelines.kafka.shipments import RejectedOrder, parse_order, shipment_value
+from pipelines.processor.shipments import RejectedOrder, parse_order, shipment_value
 
 ORDER = {
     "order_id": "order-1",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, TIMESTAMP_NOT_AVAILABLE, Message
 
+from pipelines.contracts import DEAD_LETTER_HEADERS, dead_letter_topic
 from pipelines.kafka.consumer import (
     CommitStrategy,
     RecordConsumer,
@@ -14,7 +15,7 @@ from pipelines.kafka.consumer import (
     format_timestamp,
     readable_bytes,
 )
-from pipelines.kafka.dlq import DEAD_LETTER_HEADERS, DeadLetter, dead_letter_topic
+from pipelines.kafka.dlq import DeadLetter
 
 MS = 1795773600123  # 2026-11-27T10:00:00.123Z
 

@@ -36,11 +36,11 @@ from pyspark.sql import SparkSession
 from pipelines.commands.cluster import local_cluster, local_spark
 from pipelines.config import load_settings
 from pipelines.errors import PipelinesError
-from pipelines.flows import RevenueJob, start_revenue_per_minute
 from pipelines.generators.events import generate_events
 from pipelines.generators.heartbeat import send_heartbeats
 from pipelines.generators.ledger import read_ledger
 from pipelines.generators.publish import publish_events
+from pipelines.jobs.revenue_per_minute import RevenueJob, start_revenue_per_minute
 from pipelines.kafka.admin import (
     PartitionInfo,
     admin_client,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from pipelines.flows import sales_to_delta
 from pipelines.generators.sales import encode_sale, generate_sales
+from pipelines.jobs.sales_to_delta import sales_to_delta
 from pipelines.kafka.admin import end_offsets
 from pipelines.kafka.producer import make_producer, produce_all
 from pipelines.monitor.lag import find_checkpoints, query_lag, read_query_offsets

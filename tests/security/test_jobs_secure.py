@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from pipelines.flows import start_revenue_per_minute
 from pipelines.generators.events import generate_events
 from pipelines.generators.ledger import read_ledger
 from pipelines.generators.publish import publish_events
+from pipelines.jobs.orders_to_shipments import run_summary, start_orders_to_shipments
+from pipelines.jobs.revenue_per_minute import start_revenue_per_minute
 from pipelines.kafka.admin import end_offsets, read_range
 from pipelines.kafka.producer import make_producer, produce_all
 from pipelines.monitor.progress import ProgressRecorder
 from pipelines.security import KafkaSecurity
-from pipelines.shipments import run_summary, start_orders_to_shipments, stop_all
 from pipelines.sinks import delta_row_count
 from tests.jobs.test_orders_to_shipments import shipment_value
 from tests.jobs.test_revenue_ledger import expected_windows
@@ -119,8 +119,8 @@ def test_shipments_job_with_tls_and_scram(
         for q in queries.values():
             q.awaitTermination()
     finally:
-        stop_all(queries)
-    summary = run_summary(queries["shipments"])
+        queries.stop()
+    summary = run_summary(queries)
 
     as_principal("admin")
 

@@ -13,7 +13,8 @@ from pyspark.sql.types import BinaryType, StructField, StructType
 
 from pipelines.generators.events import generate_events
 from pipelines.transforms import parsing
-from pipelines.transforms.parsing import ORDERS, SALES, EventSpec, good_shape_pattern
+from pipelines.contracts import ORDERS, SALES, EventSpec
+from pipelines.transforms.parsing import good_shape_pattern
 
 pytestmark = pytest.mark.spark
 

@@ -17,7 +17,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from pipelines.schemas import REVENUE_PER_MINUTE_SCHEMA
+from pipelines.contracts import REVENUE_PER_MINUTE_SCHEMA
 from pipelines.transforms.revenue import to_revenue_per_window, to_revenue_stream
 
 pytestmark = pytest.mark.spark

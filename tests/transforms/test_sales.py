@@ -11,7 +11,7 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType
 
-from pipelines.schemas import SALES_TABLE_SCHEMA
+from pipelines.contracts import SALES_TABLE_SCHEMA
 from pipelines.transforms.sales import filter_bad_records, filter_valid_sales, parse_sales, to_sales_rows
 
 pytestmark = pytest.mark.spark

@@ -1,14 +1,6 @@
-"""Event contracts (DESIGN.md, *contract*): one place for their Spark schemas and Python types.
-
-Timestamps are ISO-8601 UTC with milliseconds and a `Z`; money is a JSON number with at most two
-decimals, read as DECIMAL(12,2) and summed as DECIMAL(18,2); keys are UTF-8 strings.
-"""
+"""Table contracts: the money types and the schemas of the Delta tables the jobs write."""
 
 from __future__ import annotations
-
-from datetime import datetime
-from decimal import Decimal
-from typing import TypedDict
 
 from pyspark.sql.types import (
     DecimalType,
@@ -21,38 +13,9 @@ from pyspark.sql.types import (
 )
 
 MONEY = DecimalType(12, 2)
+"""An amount: at most 10 digits before the point and two after."""
 MONEY_SUM = DecimalType(18, 2)
-TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
-"""Spark datetime pattern of the contract's timestamps (`2026-11-27T10:00:00.123Z`)."""
-
-SALES_TOPIC = "sales"
-ORDERS_TOPIC = "orders"
-
-
-class Sale(TypedDict):
-    """A `sales` event, keyed by `sale_id`."""
-
-    sale_id: str
-    order_id: str
-    category: str
-    amount: Decimal
-    currency: str
-    timestamp: datetime
-
-
-SALES_JSON_SCHEMA = StructType(
-    [
-        StructField("sale_id", StringType()),
-        StructField("order_id", StringType()),
-        StructField("category", StringType()),
-        StructField("amount", MONEY),
-        StructField("currency", StringType()),
-        # Kept as text in the JSON schema and parsed with TIMESTAMP_FORMAT, so a malformed
-        # timestamp is detectable instead of silently becoming null.
-        StructField("timestamp", StringType()),
-    ]
-)
-"""The `sales` value as it is read from JSON."""
+"""A sum of amounts: exact, and far above what one category sells in a window."""
 
 SALES_SCHEMA = StructType(
     [
@@ -75,6 +38,7 @@ SALES_TABLE_SCHEMA = StructType(
 )
 """The `sales` Delta table the spine job writes: the event plus where it was read from."""
 
+REVENUE_COLUMNS = ("window_start", "window_end", "category", "revenue", "sales_count")
 REVENUE_PER_MINUTE_SCHEMA = StructType(
     [
         StructField("window_start", TimestampType()),
@@ -84,4 +48,8 @@ REVENUE_PER_MINUTE_SCHEMA = StructType(
         StructField("sales_count", LongType()),
     ]
 )
-"""The `revenue_per_minute` Delta table (DESIGN.md contract)."""
+"""The `revenue_per_minute` Delta table: one row per (window, category), written once when final
+(or upserted on every batch with `--mode update`)."""
+
+CUSTOMER_COUNT_COLUMNS = ("customer_id", "order_count", "total_amount")
+"""The customer-counts rows (Delta MERGE table and Kafka value): STRING, BIGINT, DECIMAL(18,2)."""

@@ -1,4 +1,8 @@
-"""The orders -> shipments pipeline, wired: the `orders` topic -> shipments and dead letters.
+"""Orders become shipments: the `orders` topic -> the `shipments` topic, malformed orders to a DLQ.
+
+    spark-submit --jars "$(pipelines jars)" jobs/orders_to_shipments.py \\
+      --bootstrap-servers HOST:PORT --source-topic orders --sink-topic shipments --checkpoint DIR \\
+      [--trigger available-now|processing-time=0s|real-time[=5m]] [--dlq-topic orders.dlq]
 
 Two queries read the source topic, each with its own folder under the checkpoint:
 
@@ -20,30 +24,31 @@ qualifies (projections and filters only). Real-time mode keeps one task per sour
 running for the whole batch, in each of the two queries: it needs 2 x partitions free task slots,
 and with fewer it does not fail, it silently never reads the partitions left without a slot (seen
 on Spark 4.2.0, local[2], a 3-partition topic). `start_orders_to_shipments` therefore checks the
-slots first and refuses to start instead.
+slots first and refuses to start instead. An available-now run ends with one JSON line: records
+read, shipped, dead-lettered.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql import SparkSession
 
+from pipelines.config import Settings
+from pipelines.contracts import ORDERS_TOPIC, SHIPMENTS_TOPIC, dead_letter_topic
 from pipelines.errors import PipelinesError
+from pipelines.jobs.runner import add_dlq_option, add_read_options, job_parser, max_offsets, run_job
 from pipelines.kafka.admin import list_topics
-from pipelines.sinks import start_kafka_sink
+from pipelines.queries import QueryGroup, observe_records
+from pipelines.sinks import start_dead_letter_sink, start_kafka_sink
 from pipelines.sources import read_kafka_stream
-from pipelines.transforms.dead_letters import to_dead_letters
-from pipelines.transforms.parsing import filter_bad_records
 from pipelines.transforms.shipments import parse_orders_with_headers, to_shipments
-from pipelines.triggers import is_real_time, trigger_kwargs
 
 ORDERS_TO_SHIPMENTS = "orders_to_shipments"
-SHIPMENTS_TOPIC = "shipments"
 QUERIES = ("shipments", "dlq")
 """The job's queries, which are also the names of their checkpoint folders."""
 METRICS = "orders"
@@ -97,8 +102,8 @@ def start_orders_to_shipments(
     trigger: str = "available-now",
     starting_offsets: str = "earliest",
     max_offsets_per_trigger: int | None = None,
-) -> dict[str, StreamingQuery]:
-    """Start the `shipments` and `dlq` queries (see the module docstring) and return them by name.
+) -> QueryGroup:
+    """Start the `shipments` and `dlq` queries (see the module docstring) as one group.
 
     Each query has its own checkpoint folder, `checkpoint/shipments` and `checkpoint/dlq`. Both
     write in update mode: for these stateless queries it emits exactly the rows append mode
@@ -108,68 +113,97 @@ def start_orders_to_shipments(
     With `trigger="available-now"` the queries stop by themselves once they have processed what
     the topic held when they started.
     """
-    trig = trigger_kwargs(trigger)
-    real_time = is_real_time(trigger)
-    if real_time:
+    group = QueryGroup(ORDERS_TO_SHIPMENTS, trigger)
+    if group.real_time:
         check_real_time_slots(spark, bootstrap_servers=bootstrap_servers, topic=source_topic)
 
-    def parsed() -> DataFrame:
+    def parsed() -> Any:
         # One source per query: a query owns its source's offsets in its own checkpoint.
         return read_kafka_stream(
             spark,
             bootstrap_servers=bootstrap_servers,
             topic=source_topic,
             starting_offsets=starting_offsets,
-            max_offsets_per_trigger=None if real_time else max_offsets_per_trigger,
+            max_offsets_per_trigger=None if group.real_time else max_offsets_per_trigger,
             extra_options={"includeHeaders": "true"},
         ).transform(parse_orders_with_headers)
 
-    def counted(df: DataFrame) -> DataFrame:
-        # Observed metrics are exact per batch and ride along with the query's progress.
-        return df.observe(
-            METRICS,
-            F.count(F.lit(1)).alias("read"),
-            F.sum(F.col("error_reason").isNotNull().cast("long")).alias("dead_lettered"),
+    with group.starting():
+        group.add(
+            "shipments",
+            start_kafka_sink(
+                observe_records(parsed(), METRICS).transform(to_shipments),
+                bootstrap_servers=bootstrap_servers,
+                topic=sink_topic,
+                checkpoint=checkpoint / "shipments",
+                trigger=group.trigger,
+                query_name=group.query_name("shipments"),
+                output_mode="update",
+            ),
         )
-
-    queries: dict[str, StreamingQuery] = {}
-    try:
-        queries["shipments"] = start_kafka_sink(
-            counted(parsed()).transform(to_shipments),
-            bootstrap_servers=bootstrap_servers, topic=sink_topic, checkpoint=checkpoint / "shipments",
-            trigger=trig, query_name=f"{ORDERS_TO_SHIPMENTS}_shipments", output_mode="update",
-        )  # fmt: skip
-        queries["dlq"] = start_kafka_sink(
-            parsed().transform(filter_bad_records).transform(to_dead_letters),
-            bootstrap_servers=bootstrap_servers, topic=dlq_topic or f"{source_topic}.dlq",
-            checkpoint=checkpoint / "dlq", trigger=trig, query_name=f"{ORDERS_TO_SHIPMENTS}_dlq",
-            output_mode="update",
-        )  # fmt: skip
-    except Exception:
-        for q in queries.values():
-            q.stop()
-        raise
-    return queries
+        group.add(
+            "dlq",
+            start_dead_letter_sink(
+                parsed(),
+                bootstrap_servers=bootstrap_servers,
+                topic=dlq_topic or dead_letter_topic(source_topic),
+                checkpoint=checkpoint / "dlq",
+                trigger=group.trigger,
+                query_name=group.query_name("dlq"),
+            ),
+        )
+    return group
 
 
-def stop_all(queries: dict[str, StreamingQuery]) -> None:
-    """Stop every query (each one even if stopping another fails)."""
-    errors: list[BaseException] = []
-    for q in queries.values():
-        try:
-            q.stop()
-        except Exception as exc:  # stop the others before reporting it
-            errors.append(exc)
-    if errors:
-        raise errors[0]
-
-
-def run_summary(shipments_query: StreamingQuery) -> ShipmentsRunSummary:
-    """The summary of a shipments query's run so far, from the observed metrics of every batch it
-    reported (the session keeps up to `spark.sql.streaming.numRecentProgressUpdates` of them)."""
-    read = dead = 0
-    for progress in shipments_query.recentProgress:
-        observed = (json.loads(progress.json).get("observedMetrics") or {}).get(METRICS) or {}
-        read += int(observed.get("read") or 0)
-        dead += int(observed.get("dead_lettered") or 0)
+def run_summary(group: QueryGroup) -> ShipmentsRunSummary:
+    """The summary of a shipments run so far, from the observed metrics of every batch the
+    shipments query reported (the session keeps up to `spark.sql.streaming.numRecentProgressUpdates`)."""
+    read = group.observed("shipments", METRICS, "read")
+    dead = group.observed("shipments", METRICS, "dead_lettered")
     return ShipmentsRunSummary(read=read, shipped=read - dead, dead_lettered=dead)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = job_parser(
+        "orders_to_shipments.py",
+        "Every valid order becomes a pending shipment (key and headers preserved) on the sink topic; "
+        "malformed orders go to the dead-letter topic. At-least-once: deduplicate by shipment_id "
+        "downstream.",
+    )
+    p.add_argument("--source-topic", default=ORDERS_TOPIC, help=f"topic of orders (default: {ORDERS_TOPIC})")
+    p.add_argument(
+        "--sink-topic", default=SHIPMENTS_TOPIC, help=f"topic of shipments (default: {SHIPMENTS_TOPIC})"
+    )
+    add_dlq_option(p, "source-topic")
+    add_read_options(
+        p,
+        real_time=True,
+        trigger_help="available-now (process what is there, then stop; default), processing-time=0s "
+        "(micro-batches back to back, or every N s), or real-time[=<checkpoint interval>] (Spark's "
+        "low-latency mode; the interval, 5 minutes by default and at least 5 s, is how often progress "
+        "is checkpointed; needs 2 task slots per source partition; --max-offsets-per-trigger is not "
+        "used)",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job with `argv` (default: the command line); returns its exit status."""
+    args = parse_args(argv)
+
+    def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
+        group = start_orders_to_shipments(
+            spark,
+            bootstrap_servers=args.bootstrap_servers,
+            source_topic=args.source_topic,
+            sink_topic=args.sink_topic,
+            checkpoint=args.checkpoint,
+            dlq_topic=args.dlq_topic,
+            trigger=args.trigger,
+            starting_offsets=args.starting_offsets,
+            max_offsets_per_trigger=max_offsets(args, settings),
+        )
+        group.await_termination()
+        return {"checkpoint": str(args.checkpoint), **run_summary(group).as_dict()}, 0
+
+    return run_job(ORDERS_TO_SHIPMENTS, args, os.environ, run)

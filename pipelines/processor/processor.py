@@ -1,7 +1,7 @@
 """The consume-transform-produce processor on confluent-kafka: orders in, shipments out, three guarantees.
 
 A Processor reads the source topic as a member of a consumer group, turns each order into a
-shipment (pipelines.kafka.shipments) keyed and headed like the order, writes the orders that are
+shipment (pipelines.processor.shipments) keyed and headed like the order, writes the orders that are
 not valid to `<source>.dlq` with the dead-letter contract's headers (pipelines.kafka.dlq), and
 commits the source offsets. What survives a crash (SIGKILL, power loss) depends on when it commits:
 
@@ -62,10 +62,11 @@ from typing import Any, Literal, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from pipelines.contracts import ORDERS_TOPIC, SHIPMENTS_TOPIC, dead_letter_topic
 from pipelines.errors import PipelinesError
-from pipelines.kafka.dlq import DeadLetter, dead_letter_topic
+from pipelines.kafka.dlq import DeadLetter
 from pipelines.kafka.producer import LIBRDKAFKA_LOGGER, ConfValue, make_producer
-from pipelines.kafka.shipments import RejectedOrder, shipment_value
+from pipelines.processor.shipments import RejectedOrder, shipment_value
 from pipelines.security import client_conf
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,8 @@ class ProcessorConfig:
 
     bootstrap_servers: str
     guarantee: Guarantee
-    source_topic: str = "orders"
-    sink_topic: str = "shipments"
+    source_topic: str = ORDERS_TOPIC
+    sink_topic: str = SHIPMENTS_TOPIC
     group_id: str = "orders-to-shipments"
     instance_id: str | None = None
     """Static group membership (`group.instance.id`) and part of the default transactional.id."""

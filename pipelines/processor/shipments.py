@@ -1,10 +1,7 @@
 """Orders become shipments, in plain Python: the transform of the confluent-kafka processor.
 
-Contract (DESIGN.md): a valid `orders` value
-
-    {"order_id", "customer_id", "amount", "currency", "timestamp"}
-
-becomes the `shipments` value, compact UTF-8 JSON with the fields in this order,
+Contract (`pipelines.contracts`): a valid `orders` value (ORDER_FIELDS) becomes the `shipments`
+value, compact UTF-8 JSON with the fields of SHIPMENT_FIELDS in that order:
 
     {"shipment_id": "ship-<order_id>", "order_id", "customer_id", "status": "pending",
      "created_at": <the order's "timestamp", the same text>}
@@ -14,22 +11,12 @@ every record of one order keeps the order's key (and partition). The value bytes
 Spark's `to_json` writes for the same shipment (pipelines.transforms.shipments), so a consumer
 cannot tell which of the two wrote it.
 
-An order that is not valid raises RejectedOrder with the reason code of the dead-letter contract,
-the same code the Spark parser (pipelines.transforms.parsing) assigns, checked in the same order
-(the first defect found wins):
-
-| `reason`                | when                                                                   |
-|-------------------------|------------------------------------------------------------------------|
-| `empty_value`           | the value is null (a tombstone) or zero bytes                          |
-| `invalid_utf8`          | the value is not valid UTF-8                                           |
-| `invalid_json`          | not one JSON object (also NaN/Infinity and duplicate names, which a     |
-|                         | strict JSON reader refuses)                                            |
-| `missing_field:<field>` | a contract field is absent or JSON null (`timestamp` checked first)    |
-| `bad_type:<field>`      | a text field is not a string; `amount` is not a JSON number, has more  |
-|                         | than two decimals, or does not fit DECIMAL(12,2)                       |
-| `bad_timestamp`         | `timestamp` is a string but not `YYYY-MM-DDTHH:MM:SS.mmmZ`, a real     |
-|                         | date and time                                                          |
-| `negative_amount`       | `amount` is below zero (0.00 is a valid amount)                        |
+An order that is not valid raises RejectedOrder with a reason code of the dead-letter contract
+(`pipelines.contracts.REASON_CODES`): the same code the Spark parser (pipelines.transforms.parsing)
+assigns, checked in the same order (the first defect found wins). This parser is stricter than
+JSON's grammar in two places a strict reader refuses too: NaN/Infinity and duplicate field names
+are `invalid_json`, and `bad_timestamp` also covers a well-formed text that is no real date and
+time (month 13, February 30).
 
 Pure functions, no I/O: tests check them against every malformed event the generator makes.
 """
@@ -43,14 +30,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-SHIPMENT_FIELDS = ("shipment_id", "order_id", "customer_id", "status", "created_at")
-"""The fields of a `shipments` value, in the order they are written."""
-SHIPMENT_ID_PREFIX = "ship-"
-PENDING = "pending"
+from pipelines.contracts import ORDER_FIELDS, ORDERS, SHIPMENT_FIELDS, SHIPMENT_ID_PREFIX, SHIPMENT_STATUS
 
-ORDER_FIELDS = ("order_id", "customer_id", "amount", "currency", "timestamp")
-"""The contract's fields of an `orders` value."""
-_TEXT_FIELDS = ("order_id", "customer_id", "currency")
+_TEXT_FIELDS = ORDERS.text_fields
 _MAX_AMOUNT = Decimal(10) ** 10
 """DECIMAL(12,2) holds up to 10 digits before the point."""
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -93,7 +75,7 @@ class Shipment:
             shipment_id=SHIPMENT_ID_PREFIX + order.order_id,
             order_id=order.order_id,
             customer_id=order.customer_id,
-            status=PENDING,
+            status=SHIPMENT_STATUS,
             created_at=order.timestamp,
         )
 

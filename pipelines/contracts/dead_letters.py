@@ -1,0 +1,43 @@
+"""The dead-letter contract: a record that cannot be processed goes to `<topic>.dlq` with its
+original key and value bytes, untouched, and five headers (UTF-8 values) saying why and where from.
+
+Any headers the original record carried come first, in their order, except ones reusing these five
+names (the dead letter's own say why *this* record failed).
+"""
+
+from __future__ import annotations
+
+HEADER_REASON = "error.reason"
+"""A short machine-readable code, one of REASON_CODES (`<field>` replaced by the field's name)."""
+HEADER_DETAIL = "error.detail"
+"""A human-readable sentence about the defect."""
+HEADER_SOURCE_TOPIC = "source.topic"
+HEADER_SOURCE_PARTITION = "source.partition"
+"""The source partition, in decimal."""
+HEADER_SOURCE_OFFSET = "source.offset"
+"""The source offset, in decimal."""
+
+DEAD_LETTER_HEADERS = (
+    HEADER_REASON,
+    HEADER_DETAIL,
+    HEADER_SOURCE_TOPIC,
+    HEADER_SOURCE_PARTITION,
+    HEADER_SOURCE_OFFSET,
+)
+"""The five headers every dead letter carries, in the order it carries them."""
+
+REASON_CODES: dict[str, str] = {
+    "empty_value": "the value is null (a tombstone) or zero bytes",
+    "invalid_utf8": "the value is not valid UTF-8",
+    "invalid_json": "the value is not one JSON object (also NaN/Infinity and duplicate field names)",
+    "missing_field:<field>": "a contract field is absent or JSON null (`timestamp` first, then in "
+    "contract order)",
+    "bad_type:<field>": "a text field is not a JSON string; `amount` is not a JSON number, has more than "
+    "two decimals or does not fit DECIMAL(12,2)",
+    "bad_timestamp": "`timestamp` is a string but not ISO-8601 UTC with milliseconds and a `Z`, "
+    "or not a real date and time",
+    "negative_amount": "`amount` is below zero (0.00 is a valid amount)",
+}
+"""Every `error.reason` the parsers give, with when. Checked in this order, first defect wins: the
+Spark parser (pipelines.transforms.parsing) and the Python one (pipelines.processor.shipments) give
+the same code for the same bytes, and the generators make one malformed event of each kind."""

@@ -1,0 +1,188 @@
+"""A stateful table done the Spark way: running order count and amount per customer from `orders`.
+
+    spark-submit --jars "$(pipelines jars)" jobs/customer_order_counts.py \\
+      --bootstrap-servers HOST:PORT --source-topic orders --checkpoint DIR \\
+      [--sink kafka|delta|both] [--sink-topic customer-order-counts] [--delta-path DIR] \\
+      [--trigger available-now|processing-time=5s]
+
+Update mode: every batch emits the customers whose counts changed, to a compacted Kafka topic
+keyed by `customer_id` and/or by MERGE into a Delta table. The counts live in the query's RocksDB
+state store (changelog checkpointing) and survive restarts on the same checkpoint. Orders that do
+not parse go to `<source-topic>.dlq` with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipelines.config import Settings
+from pipelines.contracts import CUSTOMER_COUNTS_TOPIC, ORDERS_TOPIC, dead_letter_topic
+from pipelines.jobs.runner import (
+    SINKS,
+    add_dlq_option,
+    add_read_options,
+    job_parser,
+    max_offsets,
+    require_delta_path,
+    run_job,
+)
+from pipelines.monitor.checkpoints import last_committed_batch
+from pipelines.queries import QueryGroup
+from pipelines.sinks import start_dead_letter_sink, start_delta_merge, start_kafka_sink
+from pipelines.sources import read_kafka_stream
+from pipelines.transforms.orders import parse_orders, to_customer_count_records, to_customer_order_counts
+
+CUSTOMER_ORDER_COUNTS = "customer_order_counts"
+
+
+def start_customer_order_counts(
+    spark: SparkSession,
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    checkpoint: Path,
+    sink: str = "kafka",
+    output_topic: str = CUSTOMER_COUNTS_TOPIC,
+    delta_path: Path | None = None,
+    dlq_topic: str | None = None,
+    trigger: str = "available-now",
+    starting_offsets: str = "earliest",
+    max_offsets_per_trigger: int | None = None,
+    dead_letters: bool = True,
+) -> QueryGroup:
+    """Running order count and amount per customer from `topic` (update mode), as a group of queries:
+
+    * `kafka`: every changed customer to `output_topic`, keyed by `customer_id` (make it a
+      compacted topic: the latest record per key is the current count);
+    * `delta`: a MERGE by `customer_id` into `delta_path`, idempotent on replay;
+    * `dlq`: orders that do not parse, to `dlq_topic` (default `<topic>.dlq`); pass
+      `dead_letters=False` when another job already dead-letters the same topic's bad records.
+
+    The counts live in the query's RocksDB state (changelog checkpointing), so a restart on the
+    same checkpoint continues them; `read_customer_state` reads that state directly.
+    """
+    if sink not in SINKS:
+        raise ValueError(f"sink must be one of {SINKS}")
+    if sink in ("delta", "both") and delta_path is None:
+        raise ValueError("a Delta sink needs delta_path")
+    group = QueryGroup(CUSTOMER_ORDER_COUNTS, trigger)
+
+    def parsed() -> DataFrame:
+        # One source per query: a query owns its source's offsets in its own checkpoint.
+        return read_kafka_stream(
+            spark,
+            bootstrap_servers=bootstrap_servers,
+            topic=topic,
+            starting_offsets=starting_offsets,
+            max_offsets_per_trigger=max_offsets_per_trigger,
+        ).transform(parse_orders)
+
+    with group.starting():
+        if dead_letters:
+            group.add(
+                "dlq",
+                start_dead_letter_sink(
+                    parsed(),
+                    bootstrap_servers=bootstrap_servers,
+                    topic=dlq_topic or dead_letter_topic(topic),
+                    checkpoint=checkpoint / "dlq",
+                    trigger=group.trigger,
+                    query_name=group.query_name("dlq"),
+                ),
+            )
+        if sink in ("kafka", "both"):
+            group.add(
+                "kafka",
+                start_kafka_sink(
+                    parsed().transform(to_customer_order_counts).transform(to_customer_count_records),
+                    bootstrap_servers=bootstrap_servers,
+                    topic=output_topic,
+                    checkpoint=checkpoint / "kafka",
+                    trigger=group.trigger,
+                    query_name=group.query_name("kafka"),
+                    output_mode="update",
+                ),
+            )
+        if delta_path is not None and sink in ("delta", "both"):
+            group.add(
+                "delta",
+                start_delta_merge(
+                    parsed().transform(to_customer_order_counts),
+                    delta_path=delta_path,
+                    checkpoint=checkpoint / "merge",
+                    trigger=group.trigger,
+                    query_name=group.query_name("merge"),
+                    keys=("customer_id",),
+                ),
+            )
+    return group
+
+
+def read_customer_state(spark: SparkSession, query_checkpoint: Path) -> DataFrame:
+    """The per-customer counts held in a customer-count query's state store, at its last committed
+    batch: customer_id, order_count, total_amount (what the query would emit next)."""
+    batch = last_committed_batch(query_checkpoint)
+    if batch is None:
+        raise ValueError(f"{query_checkpoint} has no committed batch")
+    _ = spark.streams.active  # the reader needs the session's state store coordinator
+    return (
+        spark.read.format("statestore")
+        .option("batchId", batch)
+        .load(str(query_checkpoint))
+        .select(
+            F.col("key.customer_id").alias("customer_id"),
+            F.col("value.count").alias("order_count"),
+            F.col("value.sum").cast("decimal(18,2)").alias("total_amount"),
+        )
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = job_parser(
+        "customer_order_counts.py",
+        "Running order count and amount per customer from the orders topic, kept in Spark's state "
+        "store and written in update mode to a compacted topic and/or a Delta table.",
+    )
+    p.add_argument("--source-topic", default=ORDERS_TOPIC, help=f"topic of orders (default: {ORDERS_TOPIC})")
+    p.add_argument("--sink", choices=SINKS, default="kafka", help="kafka (default), delta or both")
+    p.add_argument(
+        "--sink-topic",
+        default=CUSTOMER_COUNTS_TOPIC,
+        help=f"compacted output topic (default: {CUSTOMER_COUNTS_TOPIC})",
+    )
+    p.add_argument("--delta-path", type=Path, help="Delta table of the counts (for --sink delta or both)")
+    add_dlq_option(p, "source-topic")
+    add_read_options(p)
+    args = p.parse_args(argv)
+    require_delta_path(p, args)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job with `argv` (default: the command line); returns its exit status."""
+    args = parse_args(argv)
+
+    def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
+        group = start_customer_order_counts(
+            spark,
+            bootstrap_servers=args.bootstrap_servers,
+            topic=args.source_topic,
+            checkpoint=args.checkpoint,
+            sink=args.sink,
+            output_topic=args.sink_topic,
+            delta_path=args.delta_path,
+            dlq_topic=args.dlq_topic,
+            trigger=args.trigger,
+            starting_offsets=args.starting_offsets,
+            max_offsets_per_trigger=max_offsets(args, settings),
+        )
+        group.await_termination()
+        return {"read": group.input_rows("dlq"), "checkpoint": str(args.checkpoint)}, 0
+
+    return run_job(CUSTOMER_ORDER_COUNTS, args, os.environ, run)

@@ -1,0 +1,329 @@
+"""Revenue per category per minute from the `sales` topic: watermarked tumbling windows into Delta
+(exactly-once) and/or Kafka, with dead letters and late-data accounting.
+
+    spark-submit --jars "$(pipelines jars)" jobs/revenue_per_minute.py \\
+      --bootstrap-servers HOST:PORT --topic sales \\
+      --delta-path .pipelines/data/revenue_per_minute \\
+      --checkpoint .pipelines/checkpoints/revenue_per_minute \\
+      [--trigger available-now|processing-time=5s] [--watermark "30 seconds"] [--window "1 minute"] \\
+      [--sink delta|kafka|both] [--mode append|update]
+
+Records that do not parse go to `<topic>.dlq` with the original bytes and the reason; the job never
+stops on bad input. Every batch's progress (rows in, rows dropped as late, watermark) is appended
+to a JSON-lines progress file; an available-now run ends with one JSON line that accounts for
+every record read: read = aggregated + late + dead_lettered + heartbeats + still_open.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from pipelines.config import Settings
+from pipelines.contracts import REVENUE_TOPIC, SALES_TOPIC, dead_letter_topic
+from pipelines.jobs.runner import (
+    SINKS,
+    add_dlq_option,
+    add_read_options,
+    job_parser,
+    max_offsets,
+    require_delta_path,
+    run_job,
+)
+from pipelines.monitor.checkpoints import last_committed_batch
+from pipelines.monitor.progress import ProgressRecorder
+from pipelines.queries import QueryGroup, observe_records
+from pipelines.sinks import (
+    delta_row_count,
+    start_dead_letter_sink,
+    start_delta_append,
+    start_delta_merge,
+    start_kafka_sink,
+)
+from pipelines.sources import read_kafka_stream
+from pipelines.transforms.revenue import to_revenue_records, to_revenue_stream
+from pipelines.transforms.sales import parse_sales
+
+REVENUE_PER_MINUTE = "revenue_per_minute"
+MODES = ("append", "update")
+METRICS = "records"
+"""Name of the observed metrics of the main query (read, dead_lettered, heartbeats)."""
+
+
+@dataclass(frozen=True)
+class RevenueRunSummary:
+    """What one available-now run of the revenue job read and where every record went.
+
+    `read = aggregated + late + dead_lettered + heartbeats + still_open` holds exactly: every
+    record read was summed into a written window, dropped as late, dead-lettered, a heartbeat,
+    or sits in a window that is not final yet (it is written by a later run). `late` is exact
+    (by reconciliation); `spark_dropped_by_watermark` is Spark's own metric, which counts rows
+    after partial aggregation and so can be smaller.
+    """
+
+    read: int
+    aggregated: int
+    late: int
+    dead_lettered: int
+    heartbeats: int
+    still_open: int
+    windows_written: int
+    spark_dropped_by_watermark: int
+
+    @property
+    def reconciles(self) -> bool:
+        parts = self.aggregated + self.late + self.dead_lettered + self.heartbeats + self.still_open
+        return self.read == parts and self.late >= 0
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return {**asdict(self), "reconciles": self.reconciles}
+
+
+def _open_window_sales(spark: SparkSession, checkpoint: Path) -> int:
+    """Sales held in the aggregation state (windows not final yet), read with Spark's
+    `statestore` data source at the query's last committed batch (a batch that was running when
+    the job died has state files but no commit, and is not what the table reflects)."""
+    batch = last_committed_batch(checkpoint)
+    if batch is None or not (checkpoint / "state").is_dir():
+        return 0
+    # The state store reader needs the session's state store coordinator, which Spark creates
+    # with the streaming query manager: touch it first in a session that has run no query yet.
+    _ = spark.streams.active
+    state = spark.read.format("statestore").option("batchId", batch).load(str(checkpoint))
+    total = state.select(F.sum("value.count").alias("n")).first()
+    return int(total["n"] or 0) if total is not None else 0
+
+
+def _table_sales_count(spark: SparkSession, delta_path: Path) -> int:
+    if not (delta_path / "_delta_log").is_dir():
+        return 0
+    row = spark.read.format("delta").load(str(delta_path)).select(F.sum("sales_count").alias("n")).first()
+    return int(row["n"] or 0) if row is not None else 0
+
+
+class RevenueJob(QueryGroup):
+    """The queries of the revenue job (`dlq`, and `delta` and/or `kafka`), and what the tables held
+    when they started, to account for every record a run read (`summary`)."""
+
+    def __init__(
+        self, spark: SparkSession, trigger: str, *, checkpoint: Path, delta_path: Path | None, mode: str
+    ) -> None:
+        """Create before starting the queries: the baselines are read here."""
+        super().__init__(REVENUE_PER_MINUTE, trigger)
+        self.spark = spark
+        self.checkpoint = checkpoint
+        self.delta_path = delta_path
+        self.mode = mode
+        self._sales_before = _table_sales_count(spark, delta_path) if delta_path else 0
+        self._rows_before = delta_row_count(spark, delta_path) if delta_path else 0
+        self._open_before = self._open_sales()
+
+    def _open_sales(self) -> int:
+        if self.mode != "append" or self.delta_path is None:
+            return 0
+        return _open_window_sales(self.spark, self.checkpoint / "delta")
+
+    @property
+    def main_name(self) -> str:
+        """The query that carries the run's observed metrics: `delta` if there is one, else `kafka`."""
+        return "delta" if "delta" in self else "kafka"
+
+    @property
+    def main(self) -> Any:
+        return self[self.main_name]
+
+    def summary(self) -> RevenueRunSummary:
+        """How every record this run read was accounted for (call after the queries stopped)."""
+        read, dead, heartbeats = (
+            self.observed(self.main_name, METRICS, m) for m in ("read", "dead_lettered", "heartbeats")
+        )
+        dropped = self.state_metric(self.main_name, "numRowsDroppedByWatermark")
+        if self.delta_path is None or "delta" not in self:
+            # Without a table to count what was written, only what was observed directly is known.
+            return RevenueRunSummary(read, 0, 0, dead, heartbeats, 0, 0, dropped)
+        aggregated = _table_sales_count(self.spark, self.delta_path) - self._sales_before
+        still_open = self._open_sales() - self._open_before
+        late = read - dead - heartbeats - aggregated - still_open
+        windows = delta_row_count(self.spark, self.delta_path) - self._rows_before
+        return RevenueRunSummary(read, aggregated, late, dead, heartbeats, still_open, windows, dropped)
+
+
+def start_revenue_per_minute(
+    spark: SparkSession,
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    checkpoint: Path,
+    delta_path: Path | None,
+    sink: str = "delta",
+    mode: str = "append",
+    window: str = "1 minute",
+    watermark: str = "30 seconds",
+    trigger: str = "available-now",
+    output_topic: str = REVENUE_TOPIC,
+    dlq_topic: str | None = None,
+    starting_offsets: str = "earliest",
+    max_offsets_per_trigger: int | None = None,
+) -> RevenueJob:
+    """Start the queries of the revenue job (each with its own folder under `checkpoint`):
+
+    * `delta`: append mode, one row per (window, category) written once when the window is final,
+      exactly-once across restarts; or, with `mode="update"`, a MERGE upsert on every batch,
+      idempotent on replay (for live dashboards: open windows are visible and change);
+    * `kafka`: update mode to `output_topic`, keyed by window and category (at-least-once);
+    * `dlq`: every record that does not parse goes to `dlq_topic` (default `<topic>.dlq`) with its
+      original bytes and the reason; the job never stops on bad input.
+
+    A window is final once the watermark (latest event time seen minus `watermark`) passes its
+    end. Spark closes windows in the batch after the one that advanced the watermark: a running
+    (processing-time) query does that on its own, even when input goes quiet, if a heartbeat
+    record carries event time forward; an available-now run leaves them open for the next run.
+    """
+    if sink not in SINKS or mode not in MODES:
+        raise ValueError(f"sink must be one of {SINKS} and mode one of {MODES}")
+    if sink in ("delta", "both") and delta_path is None:
+        raise ValueError("a Delta sink needs delta_path")
+    job = RevenueJob(spark, trigger, checkpoint=checkpoint, delta_path=delta_path, mode=mode)
+
+    def parsed() -> Any:
+        # One source per query: a query owns its source's offsets in its own checkpoint.
+        return read_kafka_stream(
+            spark,
+            bootstrap_servers=bootstrap_servers,
+            topic=topic,
+            starting_offsets=starting_offsets,
+            max_offsets_per_trigger=max_offsets_per_trigger,
+        ).transform(parse_sales)
+
+    def revenue(counted: bool) -> Any:
+        source = observe_records(parsed(), METRICS, heartbeats=True) if counted else parsed()
+        return source.transform(to_revenue_stream, window=window, watermark=watermark)
+
+    with job.starting():
+        job.add(
+            "dlq",
+            start_dead_letter_sink(
+                parsed(),
+                bootstrap_servers=bootstrap_servers,
+                topic=dlq_topic or dead_letter_topic(topic),
+                checkpoint=checkpoint / "dlq",
+                trigger=job.trigger,
+                query_name=job.query_name("dlq"),
+            ),
+        )
+        if delta_path is not None and sink in ("delta", "both"):
+            if mode == "append":
+                query = start_delta_append(
+                    revenue(counted=True),
+                    delta_path=delta_path,
+                    checkpoint=checkpoint / "delta",
+                    trigger=job.trigger,
+                    query_name=job.query_name("delta"),
+                )
+            else:
+                query = start_delta_merge(
+                    revenue(counted=True),
+                    delta_path=delta_path,
+                    checkpoint=checkpoint / "merge",
+                    trigger=job.trigger,
+                    query_name=job.query_name("merge"),
+                    keys=("window_start", "category"),
+                )
+            job.add("delta", query)
+        if sink in ("kafka", "both"):
+            job.add(
+                "kafka",
+                start_kafka_sink(
+                    revenue(counted="delta" not in job).transform(to_revenue_records),
+                    bootstrap_servers=bootstrap_servers,
+                    topic=output_topic,
+                    checkpoint=checkpoint / "kafka",
+                    trigger=job.trigger,
+                    query_name=job.query_name("kafka"),
+                    output_mode="update",
+                ),
+            )
+    return job
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = job_parser(
+        "revenue_per_minute.py",
+        "Revenue per category per event-time window from the sales topic, into Delta (exactly-once, "
+        "one row per final window) and/or Kafka, with dead letters and late-data counts.",
+    )
+    p.add_argument("--topic", default=SALES_TOPIC, help=f"topic of sales events (default: {SALES_TOPIC})")
+    p.add_argument(
+        "--delta-path", type=Path, help="Delta table of revenue_per_minute (needed for the Delta sink)"
+    )
+    p.add_argument(
+        "--watermark", default="30 seconds", help='allowed lateness of events (default "30 seconds")'
+    )
+    p.add_argument("--window", default="1 minute", help='tumbling window length (default "1 minute")')
+    p.add_argument("--sink", choices=SINKS, default="delta", help="where revenue goes (default: delta)")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="append",
+        help="append: a row per window once it is final (default); update: MERGE every change into "
+        "Delta for live dashboards",
+    )
+    p.add_argument(
+        "--output-topic", default=REVENUE_TOPIC, help=f"Kafka sink topic (default: {REVENUE_TOPIC})"
+    )
+    add_dlq_option(p, "topic")
+    p.add_argument(
+        "--progress-file",
+        type=Path,
+        default=None,
+        help="JSON-lines progress of every batch (default: <checkpoint>/../<checkpoint name>.progress.jsonl)",
+    )
+    add_read_options(p)
+    args = p.parse_args(argv)
+    require_delta_path(p, args)
+    if args.mode == "update" and args.sink == "kafka":
+        p.error("--mode update is the Delta MERGE mode; the Kafka sink always sends updates")
+    if args.progress_file is None:
+        args.progress_file = args.checkpoint.parent / f"{args.checkpoint.name}.progress.jsonl"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job with `argv` (default: the command line); returns its exit status (4: the run
+    did not reconcile)."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+
+    def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any] | None, int]:
+        spark.streams.addListener(ProgressRecorder(args.progress_file))
+        job = start_revenue_per_minute(
+            spark,
+            bootstrap_servers=args.bootstrap_servers,
+            topic=args.topic,
+            checkpoint=args.checkpoint,
+            delta_path=args.delta_path,
+            sink=args.sink,
+            mode=args.mode,
+            window=args.window,
+            watermark=args.watermark,
+            trigger=args.trigger,
+            output_topic=args.output_topic,
+            dlq_topic=args.dlq_topic,
+            starting_offsets=args.starting_offsets,
+            max_offsets_per_trigger=max_offsets(args, settings),
+        )
+        job.await_termination()
+        if not job.available_now:
+            return None, 0
+        summary = job.summary()
+        return {"progress_file": str(args.progress_file), **summary.as_dict()}, 0 if summary.reconciles else 4
+
+    return run_job(REVENUE_PER_MINUTE, args, os.environ, run)

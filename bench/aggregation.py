@@ -32,6 +32,7 @@ from confluent_kafka import KafkaError, Producer
 from bench import env
 from bench.expected import ExpectedTotals, Totals, compare, normalise
 from bench.stats import summarize
+from pipelines.contracts import dead_letter_topic
 from pipelines.generators.events import generate_events
 
 PARTITIONS = 3
@@ -131,7 +132,7 @@ def run_spark(
             checkpoint=base / "checkpoint",
             delta_path=base / "revenue",
             trigger="available-now",
-            dlq_topic=f"{topic}.dlq",
+            dlq_topic=dead_letter_topic(topic),
             max_offsets_per_trigger=max_offsets_per_trigger,
         )
     job.await_termination()
@@ -151,7 +152,7 @@ def run_spark(
         and summary.dead_lettered == 0
         and summary.still_open == check.missing_events
     )
-    batches = len(job.main.recentProgress)
+    batches = len(job.progress(job.main_name))
     profile = _duration_profile(job)
     shutil.rmtree(base, ignore_errors=True)
     return {
@@ -167,12 +168,13 @@ def _duration_profile(job: Any) -> dict[str, dict[str, int]]:
     """Milliseconds per phase (durationMs of every batch's progress), summed per query: where the
     Spark job spends its time."""
     out: dict[str, dict[str, int]] = {}
-    for name, query in job.queries.items():
+    for name in job:
         phases: dict[str, int] = defaultdict(int)
-        for p in query.recentProgress:
-            for phase, ms in (json.loads(p.json).get("durationMs") or {}).items():
+        progress = job.progress(name)
+        for p in progress:
+            for phase, ms in (p.get("durationMs") or {}).items():
                 phases[phase] += int(ms)
-        phases["batches"] = len(query.recentProgress)
+        phases["batches"] = len(progress)
         out[name] = dict(phases)
     return out
 

@@ -1,18 +1,9 @@
-"""A stateful table done the Spark way: running order count and amount per customer from `orders`.
+"""Running order count and amount per customer from `orders`, kept in Spark's state store.
 
-    spark-submit --jars "$(pipelines jars)" jobs/customer_order_counts.py \\
-      --bootstrap-servers HOST:PORT --source-topic orders --checkpoint DIR \\
-      [--sink kafka|delta|both] [--sink-topic customer-order-counts] [--delta-path DIR] \\
-      [--trigger available-now|processing-time=5s]
-
-Update mode: every batch emits the customers whose counts changed, to a compacted Kafka topic
-keyed by `customer_id` and/or by MERGE into a Delta table. The counts live in the query's RocksDB
-state store (changelog checkpointing) and survive restarts on the same checkpoint. Orders that do
-not parse go to `<source-topic>.dlq` with the reason.
-
-Same arguments under `python jobs/customer_order_counts.py` and as the `pipelines-customer-order-counts`
-command. The job itself (wiring, arguments and their rules) is `pipelines/jobs/customer_order_counts.py`; secured
-clusters take their credentials from the environment (docs/cli.md).
+The spark-submit entry point: `spark-submit --jars "$(pipelines jars)" jobs/customer_order_counts.py
+--help`. The same job runs as `python jobs/customer_order_counts.py` and as
+`pipelines-customer-order-counts`; the job itself (wiring, arguments and their rules) is
+pipelines/jobs/customer_order_counts.py, its command line is in docs/cli.md.
 """
 
 import sys

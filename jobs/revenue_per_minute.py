@@ -1,21 +1,9 @@
-"""Revenue per category per minute from the `sales` topic: watermarked tumbling windows into Delta
-(exactly-once) and/or Kafka, with dead letters and late-data accounting.
+"""Revenue per category per minute from `sales`: watermarked windows into Delta and/or Kafka.
 
-    spark-submit --jars "$(pipelines jars)" jobs/revenue_per_minute.py \\
-      --bootstrap-servers HOST:PORT --topic sales \\
-      --delta-path .pipelines/data/revenue_per_minute \\
-      --checkpoint .pipelines/checkpoints/revenue_per_minute \\
-      [--trigger available-now|processing-time=5s] [--watermark "30 seconds"] [--window "1 minute"] \\
-      [--sink delta|kafka|both] [--mode append|update]
-
-Records that do not parse go to `<topic>.dlq` with the original bytes and the reason; the job never
-stops on bad input. Every batch's progress (rows in, rows dropped as late, watermark) is appended
-to a JSON-lines progress file; an available-now run ends with one JSON line that accounts for
-every record read: read = aggregated + late + dead_lettered + heartbeats + still_open.
-
-Same arguments under `python jobs/revenue_per_minute.py` and as the `pipelines-revenue-per-minute`
-command. The job itself (wiring, arguments and their rules) is `pipelines/jobs/revenue_per_minute.py`; secured
-clusters take their credentials from the environment (docs/cli.md).
+The spark-submit entry point: `spark-submit --jars "$(pipelines jars)" jobs/revenue_per_minute.py
+--help`. The same job runs as `python jobs/revenue_per_minute.py` and as
+`pipelines-revenue-per-minute`; the job itself (wiring, arguments and their rules) is
+pipelines/jobs/revenue_per_minute.py, its command line is in docs/cli.md.
 """
 
 import sys

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from pipelines.contracts import SALES_TOPIC
 from pipelines.errors import PipelinesError
 from pipelines.paths import CONF_DIR, PROJECT_ROOT
 
@@ -83,7 +84,9 @@ class Settings(_Frozen):
     broker: BrokerSettings = BrokerSettings()
     spark: SparkSettings = SparkSettings()
     paths: PathSettings = PathSettings()
-    topics: dict[str, TopicSettings] = Field(default_factory=lambda: {"sales": TopicSettings(name="sales")})
+    topics: dict[str, TopicSettings] = Field(
+        default_factory=lambda: {SALES_TOPIC: TopicSettings(name=SALES_TOPIC)}
+    )
 
     def resolve_path(self, path: Path) -> Path:
         """Relative paths in a profile are relative to the project root, not the working dir."""

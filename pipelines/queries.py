@@ -134,7 +134,7 @@ class QueryGroup:
 
     def progress(self, name: str) -> list[dict[str, Any]]:
         """The progress of every batch query `name` reported that the session still keeps
-        (`spark.sql.streaming.numRecentProgressUpdates`, 100 by default), as dicts."""
+        (`spark.sql.streaming.numRecentProgressUpdates`, which the project's sessions set), as dicts."""
         return [json.loads(p.json) for p in self.queries[name].recentProgress]
 
     def input_rows(self, name: str) -> int:

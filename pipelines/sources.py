@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyspark.sql import DataFrame, SparkSession
 
 from pipelines.security import spark_kafka_options
@@ -36,3 +38,27 @@ def read_kafka_stream(
     for key, value in (extra_options or {}).items():
         reader = reader.option(key, value)
     return reader.load()
+
+
+@dataclass(frozen=True)
+class KafkaSource:
+    """Where and how a job reads a topic. Each query of a job calls `read()` for a source of its
+    own: a query owns its source's offsets in its own checkpoint, so two queries never share one."""
+
+    spark: SparkSession
+    bootstrap_servers: str
+    topic: str
+    starting_offsets: str = "earliest"
+    max_offsets_per_trigger: int | None = None
+    extra_options: dict[str, str] | None = None
+
+    def read(self) -> DataFrame:
+        """A new streaming DataFrame of the topic (`read_kafka_stream`)."""
+        return read_kafka_stream(
+            self.spark,
+            bootstrap_servers=self.bootstrap_servers,
+            topic=self.topic,
+            starting_offsets=self.starting_offsets,
+            max_offsets_per_trigger=self.max_offsets_per_trigger,
+            extra_options=self.extra_options,
+        )

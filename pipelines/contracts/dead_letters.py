@@ -1,8 +1,9 @@
 """The dead-letter contract: a record that cannot be processed goes to `<topic>.dlq` with its
 original key and value bytes, untouched, and five headers (UTF-8 values) saying why and where from.
 
-Any headers the original record carried come first, in their order, except ones reusing these five
-names (the dead letter's own say why *this* record failed).
+The Python dead-letter writer (`pipelines.kafka.dlq`) also keeps the headers the original record
+carried, first and in their order, except ones reusing these five names (the dead letter's own say
+why *this* record failed); Spark's dead letters carry only the five.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ REASON_CODES: dict[str, str] = {
     "or not a real date and time",
     "negative_amount": "`amount` is below zero (0.00 is a valid amount)",
 }
-"""Every `error.reason` the parsers give, with when. Checked in this order, first defect wins: the
+"""Every `error.reason` the parsers give, with when. Checked in this order, first defect wins. The
 Spark parser (pipelines.transforms.parsing) and the Python one (pipelines.processor.shipments) give
-the same code for the same bytes, and the generators make one malformed event of each kind."""
+the same code for every malformed event the generators make (a test compares them); docs/contracts.md
+lists the inputs outside the contract on which they still differ."""

@@ -28,14 +28,15 @@ from pipelines.jobs.runner import (
     add_dlq_option,
     add_read_options,
     job_parser,
-    max_offsets,
+    query_options,
     require_delta_path,
     run_job,
+    start_dead_letters,
 )
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.queries import QueryGroup
-from pipelines.sinks import start_dead_letter_sink, start_delta_merge, start_kafka_sink
-from pipelines.sources import read_kafka_stream
+from pipelines.sinks import start_delta_merge, start_kafka_sink
+from pipelines.sources import KafkaSource
 from pipelines.transforms.orders import parse_orders, to_customer_count_records, to_customer_order_counts
 
 CUSTOMER_ORDER_COUNTS = "customer_order_counts"
@@ -72,29 +73,16 @@ def start_customer_order_counts(
     if sink in ("delta", "both") and delta_path is None:
         raise ValueError("a Delta sink needs delta_path")
     group = QueryGroup(CUSTOMER_ORDER_COUNTS, trigger)
+    source = KafkaSource(spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger)
 
     def parsed() -> DataFrame:
-        # One source per query: a query owns its source's offsets in its own checkpoint.
-        return read_kafka_stream(
-            spark,
-            bootstrap_servers=bootstrap_servers,
-            topic=topic,
-            starting_offsets=starting_offsets,
-            max_offsets_per_trigger=max_offsets_per_trigger,
-        ).transform(parse_orders)
+        return source.read().transform(parse_orders)
 
     with group.starting():
         if dead_letters:
-            group.add(
-                "dlq",
-                start_dead_letter_sink(
-                    parsed(),
-                    bootstrap_servers=bootstrap_servers,
-                    topic=dlq_topic or dead_letter_topic(topic),
-                    checkpoint=checkpoint / "dlq",
-                    trigger=group.trigger,
-                    query_name=group.query_name("dlq"),
-                ),
+            dlq = dlq_topic or dead_letter_topic(topic)
+            start_dead_letters(
+                group, parsed(), bootstrap_servers=bootstrap_servers, topic=dlq, checkpoint=checkpoint
             )
         if sink in ("kafka", "both"):
             group.add(
@@ -171,16 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
         group = start_customer_order_counts(
             spark,
-            bootstrap_servers=args.bootstrap_servers,
             topic=args.source_topic,
-            checkpoint=args.checkpoint,
             sink=args.sink,
             output_topic=args.sink_topic,
             delta_path=args.delta_path,
             dlq_topic=args.dlq_topic,
-            trigger=args.trigger,
-            starting_offsets=args.starting_offsets,
-            max_offsets_per_trigger=max_offsets(args, settings),
+            **query_options(args, settings),
         )
         group.await_termination()
         return {"read": group.input_rows("dlq"), "checkpoint": str(args.checkpoint)}, 0

@@ -36,16 +36,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from pipelines.config import Settings
 from pipelines.contracts import ORDERS_TOPIC, SHIPMENTS_TOPIC, dead_letter_topic
 from pipelines.errors import PipelinesError
-from pipelines.jobs.runner import add_dlq_option, add_read_options, job_parser, max_offsets, run_job
+from pipelines.jobs.runner import (
+    add_dlq_option,
+    add_read_options,
+    job_parser,
+    query_options,
+    run_job,
+    start_dead_letters,
+)
 from pipelines.kafka.admin import list_topics
 from pipelines.queries import QueryGroup, observe_records
-from pipelines.sinks import start_dead_letter_sink, start_kafka_sink
-from pipelines.sources import read_kafka_stream
+from pipelines.sinks import start_kafka_sink
+from pipelines.sources import KafkaSource
 from pipelines.transforms.shipments import parse_orders_with_headers, to_shipments
 
 ORDERS_TO_SHIPMENTS = "orders_to_shipments"
@@ -117,16 +124,17 @@ def start_orders_to_shipments(
     if group.real_time:
         check_real_time_slots(spark, bootstrap_servers=bootstrap_servers, topic=source_topic)
 
-    def parsed() -> Any:
-        # One source per query: a query owns its source's offsets in its own checkpoint.
-        return read_kafka_stream(
-            spark,
-            bootstrap_servers=bootstrap_servers,
-            topic=source_topic,
-            starting_offsets=starting_offsets,
-            max_offsets_per_trigger=None if group.real_time else max_offsets_per_trigger,
-            extra_options={"includeHeaders": "true"},
-        ).transform(parse_orders_with_headers)
+    source = KafkaSource(
+        spark,
+        bootstrap_servers,
+        source_topic,
+        starting_offsets,
+        None if group.real_time else max_offsets_per_trigger,
+        extra_options={"includeHeaders": "true"},  # a shipment carries its order's headers
+    )
+
+    def parsed() -> DataFrame:
+        return source.read().transform(parse_orders_with_headers)
 
     with group.starting():
         group.add(
@@ -141,16 +149,9 @@ def start_orders_to_shipments(
                 output_mode="update",
             ),
         )
-        group.add(
-            "dlq",
-            start_dead_letter_sink(
-                parsed(),
-                bootstrap_servers=bootstrap_servers,
-                topic=dlq_topic or dead_letter_topic(source_topic),
-                checkpoint=checkpoint / "dlq",
-                trigger=group.trigger,
-                query_name=group.query_name("dlq"),
-            ),
+        dlq = dlq_topic or dead_letter_topic(source_topic)
+        start_dead_letters(
+            group, parsed(), bootstrap_servers=bootstrap_servers, topic=dlq, checkpoint=checkpoint
         )
     return group
 
@@ -194,14 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
         group = start_orders_to_shipments(
             spark,
-            bootstrap_servers=args.bootstrap_servers,
             source_topic=args.source_topic,
             sink_topic=args.sink_topic,
-            checkpoint=args.checkpoint,
             dlq_topic=args.dlq_topic,
-            trigger=args.trigger,
-            starting_offsets=args.starting_offsets,
-            max_offsets_per_trigger=max_offsets(args, settings),
+            **query_options(args, settings),
         )
         group.await_termination()
         return {"checkpoint": str(args.checkpoint), **run_summary(group).as_dict()}, 0

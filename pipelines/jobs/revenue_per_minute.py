@@ -21,10 +21,11 @@ import logging
 import os
 import sys
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.config import Settings
@@ -34,21 +35,16 @@ from pipelines.jobs.runner import (
     add_dlq_option,
     add_read_options,
     job_parser,
-    max_offsets,
+    query_options,
     require_delta_path,
     run_job,
+    start_dead_letters,
 )
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.monitor.progress import ProgressRecorder
 from pipelines.queries import QueryGroup, observe_records
-from pipelines.sinks import (
-    delta_row_count,
-    start_dead_letter_sink,
-    start_delta_append,
-    start_delta_merge,
-    start_kafka_sink,
-)
-from pipelines.sources import read_kafka_stream
+from pipelines.sinks import delta_row_count, start_delta_append, start_delta_merge, start_kafka_sink
+from pipelines.sources import KafkaSource
 from pipelines.transforms.revenue import to_revenue_records, to_revenue_stream
 from pipelines.transforms.sales import parse_sales
 
@@ -193,50 +189,35 @@ def start_revenue_per_minute(
         raise ValueError("a Delta sink needs delta_path")
     job = RevenueJob(spark, trigger, checkpoint=checkpoint, delta_path=delta_path, mode=mode)
 
-    def parsed() -> Any:
-        # One source per query: a query owns its source's offsets in its own checkpoint.
-        return read_kafka_stream(
-            spark,
-            bootstrap_servers=bootstrap_servers,
-            topic=topic,
-            starting_offsets=starting_offsets,
-            max_offsets_per_trigger=max_offsets_per_trigger,
-        ).transform(parse_sales)
+    source = KafkaSource(spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger)
 
-    def revenue(counted: bool) -> Any:
-        source = observe_records(parsed(), METRICS, heartbeats=True) if counted else parsed()
-        return source.transform(to_revenue_stream, window=window, watermark=watermark)
+    def parsed() -> DataFrame:
+        return source.read().transform(parse_sales)
+
+    def revenue(counted: bool) -> DataFrame:
+        records = observe_records(parsed(), METRICS, heartbeats=True) if counted else parsed()
+        return records.transform(to_revenue_stream, window=window, watermark=watermark)
 
     with job.starting():
-        job.add(
-            "dlq",
-            start_dead_letter_sink(
-                parsed(),
-                bootstrap_servers=bootstrap_servers,
-                topic=dlq_topic or dead_letter_topic(topic),
-                checkpoint=checkpoint / "dlq",
-                trigger=job.trigger,
-                query_name=job.query_name("dlq"),
-            ),
+        dlq = dlq_topic or dead_letter_topic(topic)
+        start_dead_letters(
+            job, parsed(), bootstrap_servers=bootstrap_servers, topic=dlq, checkpoint=checkpoint
         )
         if delta_path is not None and sink in ("delta", "both"):
-            if mode == "append":
-                query = start_delta_append(
-                    revenue(counted=True),
-                    delta_path=delta_path,
-                    checkpoint=checkpoint / "delta",
-                    trigger=job.trigger,
-                    query_name=job.query_name("delta"),
-                )
-            else:
-                query = start_delta_merge(
-                    revenue(counted=True),
-                    delta_path=delta_path,
-                    checkpoint=checkpoint / "merge",
-                    trigger=job.trigger,
-                    query_name=job.query_name("merge"),
-                    keys=("window_start", "category"),
-                )
+            # Append: one row per final window (checkpoint `delta`); update: MERGE every batch (`merge`).
+            folder = "delta" if mode == "append" else "merge"
+            start = (
+                start_delta_append
+                if mode == "append"
+                else partial(start_delta_merge, keys=("window_start", "category"))
+            )
+            query = start(
+                revenue(True),
+                delta_path=delta_path,
+                checkpoint=checkpoint / folder,
+                trigger=job.trigger,
+                query_name=job.query_name(folder),
+            )
             job.add("delta", query)
         if sink in ("kafka", "both"):
             job.add(
@@ -306,19 +287,15 @@ def main(argv: list[str] | None = None) -> int:
         spark.streams.addListener(ProgressRecorder(args.progress_file))
         job = start_revenue_per_minute(
             spark,
-            bootstrap_servers=args.bootstrap_servers,
             topic=args.topic,
-            checkpoint=args.checkpoint,
             delta_path=args.delta_path,
             sink=args.sink,
             mode=args.mode,
             window=args.window,
             watermark=args.watermark,
-            trigger=args.trigger,
             output_topic=args.output_topic,
             dlq_topic=args.dlq_topic,
-            starting_offsets=args.starting_offsets,
-            max_offsets_per_trigger=max_offsets(args, settings),
+            **query_options(args, settings),
         )
         job.await_termination()
         if not job.available_now:

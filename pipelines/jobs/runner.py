@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from pyspark.errors import PySparkException
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from pipelines.config import Settings, load_settings
 from pipelines.errors import PipelinesError
+from pipelines.queries import QueryGroup
 from pipelines.security import security_from_settings, use_security
+from pipelines.sinks import start_dead_letter_sink
 from pipelines.spark import job_error, job_log_file, session_for_job
 from pipelines.triggers import trigger_kwargs
 
@@ -127,6 +129,36 @@ def require_delta_path(p: argparse.ArgumentParser, args: argparse.Namespace) -> 
 def max_offsets(args: argparse.Namespace, settings: Settings) -> int | None:
     """`--max-offsets-per-trigger`, else the profile's `spark.max_offsets_per_trigger`."""
     return args.max_offsets_per_trigger or settings.spark.max_offsets_per_trigger
+
+
+def query_options(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """The keyword arguments every `start_<job>` function takes from the command line:
+    bootstrap_servers, checkpoint, trigger, starting_offsets and max_offsets_per_trigger."""
+    return {
+        "bootstrap_servers": args.bootstrap_servers,
+        "checkpoint": args.checkpoint,
+        "trigger": args.trigger,
+        "starting_offsets": args.starting_offsets,
+        "max_offsets_per_trigger": max_offsets(args, settings),
+    }
+
+
+def start_dead_letters(
+    group: QueryGroup, parsed_df: DataFrame, *, bootstrap_servers: str, topic: str, checkpoint: Path
+) -> None:
+    """Add the group's `dlq` query: the records of `parsed_df` with an `error_reason`, to the
+    dead-letter `topic` (`sinks.start_dead_letter_sink`), checkpointed in `checkpoint/dlq`."""
+    group.add(
+        "dlq",
+        start_dead_letter_sink(
+            parsed_df,
+            bootstrap_servers=bootstrap_servers,
+            topic=topic,
+            checkpoint=checkpoint / "dlq",
+            trigger=group.trigger,
+            query_name=group.query_name("dlq"),
+        ),
+    )
 
 
 def run_job(name: str, args: argparse.Namespace, environ: Mapping[str, str], body: JobBody) -> int:

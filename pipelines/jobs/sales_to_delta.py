@@ -21,10 +21,10 @@ from pyspark.sql import SparkSession
 
 from pipelines.config import Settings
 from pipelines.contracts import SALES_TOPIC
-from pipelines.jobs.runner import add_read_options, job_parser, max_offsets, run_job
+from pipelines.jobs.runner import add_read_options, job_parser, query_options, run_job
 from pipelines.queries import QueryGroup
 from pipelines.sinks import delta_row_count, start_delta_append
-from pipelines.sources import read_kafka_stream
+from pipelines.sources import KafkaSource
 from pipelines.transforms.sales import parse_sales, to_sales_rows
 
 SALES_TO_DELTA = "sales_to_delta"
@@ -61,19 +61,13 @@ def sales_to_delta(
     counted as `rejected`.
     """
     group = QueryGroup(SALES_TO_DELTA, trigger)
-    raw = read_kafka_stream(
-        spark,
-        bootstrap_servers=bootstrap_servers,
-        topic=topic,
-        starting_offsets=starting_offsets,
-        max_offsets_per_trigger=max_offsets_per_trigger,
-    )
+    source = KafkaSource(spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger)
     before = delta_row_count(spark, delta_path)
     with group.starting():
         group.add(
             "delta",
             start_delta_append(
-                raw.transform(parse_sales).transform(to_sales_rows),
+                source.read().transform(parse_sales).transform(to_sales_rows),
                 delta_path=delta_path,
                 checkpoint=checkpoint,
                 trigger=group.trigger,
@@ -104,14 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
         summary = sales_to_delta(
-            spark,
-            bootstrap_servers=args.bootstrap_servers,
-            topic=args.topic,
-            delta_path=args.delta_path,
-            checkpoint=args.checkpoint,
-            trigger=args.trigger,
-            starting_offsets=args.starting_offsets,
-            max_offsets_per_trigger=max_offsets(args, settings),
+            spark, topic=args.topic, delta_path=args.delta_path, **query_options(args, settings)
         )
         return {"delta_path": str(args.delta_path), **summary.as_dict()}, 0
 

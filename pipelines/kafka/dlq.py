@@ -17,15 +17,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from pipelines.contracts import (
-    DEAD_LETTER_HEADERS,
-    HEADER_DETAIL,
-    HEADER_REASON,
-    HEADER_SOURCE_OFFSET,
-    HEADER_SOURCE_PARTITION,
-    HEADER_SOURCE_TOPIC,
-    dead_letter_topic,
-)
+from pipelines.contracts import DEAD_LETTER_HEADERS, dead_letter_topic
 from pipelines.errors import PipelinesError
 from pipelines.kafka.producer import Delivered, make_producer
 
@@ -74,13 +66,17 @@ class DeadLetter:
     def headers(self) -> Headers:
         """The original headers (minus the five reserved names), then the five dead-letter headers."""
         kept = [(name, value) for name, value in self.original_headers if name not in DEAD_LETTER_HEADERS]
+        # In DEAD_LETTER_HEADERS order: reason, detail, source topic, partition, offset.
+        values = (
+            self.reason,
+            self.detail,
+            self.source_topic,
+            str(self.source_partition),
+            str(self.source_offset),
+        )
         return [
             *kept,
-            (HEADER_REASON, self.reason.encode()),
-            (HEADER_DETAIL, self.detail.encode()),
-            (HEADER_SOURCE_TOPIC, self.source_topic.encode()),
-            (HEADER_SOURCE_PARTITION, str(self.source_partition).encode()),
-            (HEADER_SOURCE_OFFSET, str(self.source_offset).encode()),
+            *((name, value.encode()) for name, value in zip(DEAD_LETTER_HEADERS, values, strict=True)),
         ]
 
 

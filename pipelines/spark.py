@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from pyspark.sql import SparkSession
 
@@ -24,6 +25,17 @@ DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 def launched_by_spark_submit(environ: Mapping[str, str]) -> bool:
     """True inside a Python driver that spark-submit started (it hands the driver its JVM)."""
     return "PYSPARK_GATEWAY_PORT" in environ
+
+
+class SessionOptions(TypedDict, total=False):
+    """The options of `session_conf` that `build_session` passes on (defaults: see there)."""
+
+    shuffle_partitions: int
+    ui_enabled: bool
+    log4j_config: Path | None
+    log_dir: Path | None
+    verbose: bool
+    extra: Mapping[str, str] | None
 
 
 def session_conf(
@@ -82,29 +94,16 @@ def build_session(
     *,
     master: str | None = "local[*]",
     jars: Sequence[Path] | None = None,
-    shuffle_partitions: int = 4,
-    ui_enabled: bool = False,
-    log4j_config: Path | None = None,
-    log_dir: Path | None = None,
-    verbose: bool = False,
-    extra: Mapping[str, str] | None = None,
+    **options: Unpack[SessionOptions],
 ) -> SparkSession:
     """Create (or return the running) SparkSession with Kafka and Delta available.
 
     `jars` are the local connector jars (`pipelines.local.jvm.spark_jars`); pass None when
     spark-submit already provides them, and `master=None` to keep spark-submit's `--master`.
+    `options` are those of `session_conf` (`SessionOptions`).
     """
     builder = SparkSession.builder.appName(app_name)
-    for key, value in session_conf(
-        master=master,
-        jars=jars,
-        shuffle_partitions=shuffle_partitions,
-        ui_enabled=ui_enabled,
-        log4j_config=log4j_config,
-        log_dir=log_dir,
-        verbose=verbose,
-        extra=extra,
-    ).items():
+    for key, value in session_conf(master=master, jars=jars, **options).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     return spark

@@ -20,7 +20,7 @@ from pipelines.commands.common import (
     ProfileOpt,
     bootstrap_servers,
     err,
-    local_broker,
+    local_principal,
     out,
     settings_for,
 )
@@ -44,13 +44,7 @@ def _target(profile: str, bootstrap: str | None, local_admin: bool) -> tuple[str
     if not local_admin:
         servers = bootstrap_servers(settings, bootstrap)
         return servers, security_for(servers)
-    from pipelines.local.security import ADMIN, principal_security
-
-    broker = local_broker(settings, None)
-    state = broker.running()
-    if state is None or not state.secure:
-        raise PipelinesError(f"no secured broker is running in {broker.directory} (--local-admin)")
-    return state.bootstrap_servers, principal_security(broker.directory, ADMIN)
+    return local_principal(settings, None, acls.ADMIN, " (--local-admin)")
 
 
 @acls_app.command("setup")
@@ -121,8 +115,13 @@ def grant(
     profile: ProfileOpt = "secure",
 ) -> None:
     """Allow PRINCIPAL to OPERATION one resource (--topic, --group, --transactional-id or --cluster)."""
-    chosen = [(k, v) for k, v in (("topic", topic), ("group", group), ("transactional-id", transactional_id),
-                                  ("cluster", acls.CLUSTER if cluster else None)) if v]  # fmt: skip
+    resources = {
+        "topic": topic,
+        "group": group,
+        "transactional-id": transactional_id,
+        "cluster": acls.CLUSTER if cluster else None,
+    }
+    chosen = [(kind, name) for kind, name in resources.items() if name]
     if len(chosen) != 1:
         raise PipelinesError("give exactly one of --topic, --group, --transactional-id, --cluster")
     if operation.lower() not in acls.OPERATIONS:

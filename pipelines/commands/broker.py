@@ -14,14 +14,16 @@ import typer
 
 from pipelines import versions
 from pipelines.commands.cluster import local_cluster
-from pipelines.commands.common import ProfileOpt, err, local_broker, settings_for
+from pipelines.commands.common import ProfileOpt, broker_dir, err, local_broker, local_principal, settings_for
 from pipelines.errors import PipelinesError
-from pipelines.local.cluster import is_cluster_dir
+from pipelines.local.cluster import LocalCluster, is_cluster_dir
 
 broker_app = typer.Typer(
     help="Run a real Apache Kafka broker (KRaft), or a three-node cluster, on 127.0.0.1.",
     no_args_is_help=True,
 )
+
+DirOpt = Annotated[Path | None, typer.Option("--dir", help="broker folder (default: the profile's)")]
 
 
 @broker_app.command("start")
@@ -29,9 +31,7 @@ def broker_start(
     brokers: Annotated[
         int, typer.Option("--brokers", help="1: a single broker; 3: a replicated three-node cluster")
     ] = 1,
-    directory: Annotated[
-        Path | None, typer.Option("--dir", help="broker folder (default: the profile's)")
-    ] = None,
+    directory: DirOpt = None,
     profile: Annotated[
         str | None,
         typer.Option(
@@ -60,13 +60,14 @@ def broker_start(
             raise PipelinesError("--secure is for the single broker (--brokers 1)")
         _cluster_start(directory, profile or "cluster")
         return
-    profile = profile or ("secure" if secure else "local")
-    if is_cluster_dir(_folder(directory, profile)):
+    settings = settings_for(profile or ("secure" if secure else "local"))
+    folder = broker_dir(settings, directory)
+    if is_cluster_dir(folder):
         raise PipelinesError(
-            f"{_folder(directory, profile)} holds a 3-broker cluster: start it with "
-            "--brokers 3, or give the single broker another --dir"
+            f"{folder} holds a 3-broker cluster: start it with --brokers 3, or give the single broker "
+            "another --dir"
         )
-    broker = local_broker(settings_for(profile), directory)
+    broker = local_broker(settings, directory)
     broker.secure = broker.secure or secure
     kind = "secured Kafka" if broker.secure else "Kafka"
     with err.status(f"starting {kind} {versions.KAFKA_BROKER} (KRaft) in {broker.directory} ..."):
@@ -105,9 +106,7 @@ def broker_env(
     principal: Annotated[
         str, typer.Option("--principal", help="pipeline (jobs, processor), producer (generators) or admin")
     ] = "pipeline",
-    directory: Annotated[
-        Path | None, typer.Option("--dir", help="broker folder (default: the profile's)")
-    ] = None,
+    directory: DirOpt = None,
     profile: ProfileOpt = "secure",
 ) -> None:
     """Print the `export PIPELINES_KAFKA__...` lines that connect a client to the local secured
@@ -115,19 +114,12 @@ def broker_env(
 
     The password comes from the broker folder's 0600 credentials file and is printed only here.
     """
-    from pipelines.local.security import principal_security
-
-    broker = local_broker(settings_for(profile), directory)
-    state = broker.running()
-    if state is None or not state.secure:
-        raise PipelinesError(
-            f"no secured broker is running in {broker.directory}; "
-            "start one with `pipelines broker start --secure`"
-        )
-    sec = principal_security(broker.directory, principal)
+    servers, sec = local_principal(
+        settings_for(profile), directory, principal, "; start one with `pipelines broker start --secure`"
+    )
     assert sec.password is not None
     values = {
-        "PIPELINES_BOOTSTRAP_SERVERS": state.bootstrap_servers,
+        "PIPELINES_BOOTSTRAP_SERVERS": servers,
         "PIPELINES_KAFKA__SECURITY_PROTOCOL": sec.protocol,
         "PIPELINES_KAFKA__SASL_MECHANISM": sec.mechanism,
         "PIPELINES_KAFKA__SASL_USERNAME": principal,
@@ -153,41 +145,35 @@ def _cluster_start(directory: Path | None, profile: str) -> None:
     print(state.bootstrap_servers)
 
 
-def _folder(directory: Path | None, profile: str) -> Path:
+def _cluster_in(directory: Path | None, profile: str) -> LocalCluster | None:
+    """The 3-broker cluster in the folder (`directory`, else the profile's); None when the folder
+    holds a single broker, or nothing yet."""
     settings = settings_for(profile)
-    return directory or settings.resolve_path(settings.broker.dir)
+    folder = broker_dir(settings, directory)
+    return local_cluster(settings, folder) if is_cluster_dir(folder) else None
 
 
 @broker_app.command("stop")
 def broker_stop(
-    directory: Annotated[
-        Path | None, typer.Option("--dir", help="broker folder (default: the profile's)")
-    ] = None,
+    directory: DirOpt = None,
     profile: ProfileOpt = "local",
 ) -> None:
     """Stop the local broker (or cluster) running from the folder (its data stays for the next start)."""
-    if is_cluster_dir(_folder(directory, profile)):
-        cluster = local_cluster(settings_for(profile), _folder(directory, profile))
-        with err.status("stopping the 3-broker cluster ..."):
-            stopped = cluster.stop()
-        err.print("cluster stopped" if stopped else f"no cluster was running in {cluster.directory}")
-        return
-    broker = local_broker(settings_for(profile), directory)
-    with err.status("stopping the broker ..."):
-        stopped = broker.stop()
-    err.print("broker stopped" if stopped else f"no broker was running in {broker.directory}")
+    cluster = _cluster_in(directory, profile)
+    target = cluster or local_broker(settings_for(profile), directory)
+    with err.status(f"stopping the {'3-broker cluster' if cluster else 'broker'} ..."):
+        stopped = target.stop()
+    err.print(f"{target.KIND} stopped" if stopped else f"no {target.KIND} was running in {target.directory}")
 
 
 @broker_app.command("status")
 def broker_status(
-    directory: Annotated[
-        Path | None, typer.Option("--dir", help="broker folder (default: the profile's)")
-    ] = None,
+    directory: DirOpt = None,
     profile: ProfileOpt = "local",
 ) -> None:
     """Say whether a broker (or cluster) runs from the folder, and where."""
-    if is_cluster_dir(_folder(directory, profile)):
-        cluster = local_cluster(settings_for(profile), _folder(directory, profile))
+    cluster = _cluster_in(directory, profile)
+    if cluster is not None:
         cluster_state = cluster.running()
         if cluster_state is None:
             running = [n.node_id for n in cluster.running_nodes()]

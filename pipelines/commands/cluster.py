@@ -10,26 +10,22 @@ the one in `spark.master`, and the Spark daemons live in `<broker.dir>/spark`. S
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from pipelines import versions
-from pipelines.commands.common import err, out, settings_for
+from pipelines.commands.common import ProfileOpt, broker_dir, err, out, settings_for
 from pipelines.config import LOCAL_BROKER, Settings
 from pipelines.errors import PipelinesError
 from pipelines.local.cluster import DEFAULT_BROKERS, LocalCluster, loopback_ports
-from pipelines.local.spark_cluster import HOST, SparkStandalone
+from pipelines.local.spark_cluster import HOST, SparkStandalone, alive_workers
 
 cluster_app = typer.Typer(
     help="Run three replicated Kafka brokers and a Spark standalone cluster on 127.0.0.1.",
     no_args_is_help=True,
 )
 
-ClusterProfileOpt = Annotated[
-    str, typer.Option("--profile", help="settings profile in conf/ (or a YAML path)")
-]
 WORKERS = 2
 WORKER_CORES = 1
 WORKER_MEMORY = "1g"
@@ -44,7 +40,7 @@ def local_cluster(settings: Settings, directory: Path | None, brokers: int | Non
     if directory is None and servers != LOCAL_BROKER:
         ports = loopback_ports(servers, brokers or DEFAULT_BROKERS)
     return LocalCluster(
-        directory or settings.resolve_path(settings.broker.dir),
+        broker_dir(settings, directory),
         settings.resolve_path(settings.paths.jars_dir),
         brokers=brokers,
         ports=ports,
@@ -69,7 +65,7 @@ def local_spark(settings: Settings) -> SparkStandalone:
     """The Spark standalone cluster of the profile: master on the port of `spark.master`, two
     workers of 1 core and 1 GiB, in `<broker.dir>/spark`."""
     return SparkStandalone(
-        settings.resolve_path(settings.broker.dir) / "spark",
+        broker_dir(settings, None) / "spark",
         workers=WORKERS,
         worker_cores=WORKER_CORES,
         worker_memory=WORKER_MEMORY,
@@ -78,7 +74,7 @@ def local_spark(settings: Settings) -> SparkStandalone:
 
 
 @cluster_app.command("up")
-def cluster_up(profile: ClusterProfileOpt = "cluster") -> None:
+def cluster_up(profile: ProfileOpt = "cluster") -> None:
     """Start the three Kafka brokers and the Spark master with two workers (the ones not running).
 
     Prints `bootstrap_servers=...` and `spark_master=...` on stdout.
@@ -106,7 +102,7 @@ def cluster_up(profile: ClusterProfileOpt = "cluster") -> None:
 
 
 @cluster_app.command("down")
-def cluster_down(profile: ClusterProfileOpt = "cluster") -> None:
+def cluster_down(profile: ProfileOpt = "cluster") -> None:
     """Stop the Spark cluster, then the Kafka brokers (their data stays for the next `up`)."""
     settings = settings_for(profile)
     spark = local_spark(settings)
@@ -124,7 +120,7 @@ def cluster_down(profile: ClusterProfileOpt = "cluster") -> None:
 
 
 @cluster_app.command("status")
-def cluster_status(profile: ClusterProfileOpt = "cluster") -> None:
+def cluster_status(profile: ProfileOpt = "cluster") -> None:
     """Each broker (process, listed in the metadata) and each Spark daemon (process, alive at the
     master). Exits 1 unless everything runs."""
     settings = settings_for(profile)
@@ -155,9 +151,7 @@ def cluster_status(profile: ClusterProfileOpt = "cluster") -> None:
         healthy = False
     else:
         doc = spark.status() or {}
-        alive = {
-            f"{w.get('host')}:{w.get('port')}" for w in doc.get("workers", []) if w.get("state") == "ALIVE"
-        }
+        alive = alive_workers(doc)
         running_daemons = spark.running()
         table = Table("spark", "address", "web UI", "pid", "state")
         for d in spark_state.daemons:

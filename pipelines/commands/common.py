@@ -35,14 +35,33 @@ def settings_for(profile: str) -> Settings:
     return load_settings(profile, os.environ)
 
 
+def broker_dir(settings: Settings, directory: Path | None) -> Path:
+    """The local broker's (or cluster's) folder: `directory`, else the profile's `broker.dir`."""
+    return directory or settings.resolve_path(settings.broker.dir)
+
+
 def local_broker(settings: Settings, directory: Path | None) -> LocalBroker:
     return LocalBroker(
-        directory or settings.resolve_path(settings.broker.dir),
+        broker_dir(settings, directory),
         settings.resolve_path(settings.paths.jars_dir),
         heap=settings.broker.heap,
         start_timeout_s=settings.broker.start_timeout_s,
         secure=settings.broker.secure,
     )
+
+
+def local_principal(
+    settings: Settings, directory: Path | None, principal: str, hint: str
+) -> tuple[str, KafkaSecurity]:
+    """The bootstrap servers of the local secured broker in `directory` (else the profile's folder)
+    and how `principal` logs in to it; PipelinesError ending with `hint` when none runs there."""
+    from pipelines.local.security import principal_security
+
+    broker = local_broker(settings, directory)
+    state = broker.running()
+    if state is None or not state.secure:
+        raise PipelinesError(f"no secured broker is running in {broker.directory}{hint}")
+    return state.bootstrap_servers, principal_security(broker.directory, principal)
 
 
 def client_security(settings: Settings) -> KafkaSecurity:

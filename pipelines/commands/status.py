@@ -51,15 +51,29 @@ def _spark_tables(servers: str, roots: list[Path]) -> list[Table]:
     from pipelines.monitor.lag import find_checkpoints, latest_progress, query_lag, read_query_offsets
 
     lag_table = Table(
-        "query checkpoint", "topic", "last batch", "processed", "log end", "lag", "watermark",
+        "query checkpoint",
+        "topic",
+        "last batch",
+        "processed",
+        "log end",
+        "lag",
+        "watermark",
         title="Spark queries (lag from their checkpoints: Spark commits no offsets to Kafka)",
         title_justify="left",
-    )  # fmt: skip
+    )
     ends_cache: dict[str, dict[int, int]] = {}
     progress_table = Table(
-        "query", "batch", "in rows/s", "processed rows/s", "batch ms", "watermark", "late (batch/total)",
-        "state rows", title="Latest progress (StreamingQueryListener)", title_justify="left",
-    )  # fmt: skip
+        "query",
+        "batch",
+        "in rows/s",
+        "processed rows/s",
+        "batch ms",
+        "watermark",
+        "late (batch/total)",
+        "state rows",
+        title="Latest progress (StreamingQueryListener)",
+        title_justify="left",
+    )
     for root in roots:
         for checkpoint in find_checkpoints(root):
             offsets = read_query_offsets(checkpoint)
@@ -94,13 +108,21 @@ def _spark_tables(servers: str, roots: list[Path]) -> list[Table]:
         ):
             for query, p in latest_progress(progress_file).items():
                 progress_table.add_row(
-                    query, str(p.get("batch_id")), f"{float(p.get('input_rows_per_second') or 0):,.0f}",  # type: ignore[arg-type]
-                    f"{float(p.get('processed_rows_per_second') or 0):,.0f}",  # type: ignore[arg-type]
-                    str(p.get("batch_duration_ms")), str(p.get("watermark") or "-"),
+                    query,
+                    str(p.get("batch_id")),
+                    _per_second(p.get("input_rows_per_second")),
+                    _per_second(p.get("processed_rows_per_second")),
+                    str(p.get("batch_duration_ms")),
+                    str(p.get("watermark") or "-"),
                     f"{p.get('dropped_by_watermark')}/{p.get('dropped_by_watermark_total')}",
                     str(p.get("state_rows")),
-                )  # fmt: skip
+                )
     return [lag_table, progress_table]
+
+
+def _per_second(rate: object) -> str:
+    """A progress rate (rows per second; None before the first batch) as a whole number."""
+    return f"{float(rate or 0):,.0f}"  # type: ignore[arg-type]
 
 
 @status_app.callback(invoke_without_command=True)

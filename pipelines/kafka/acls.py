@@ -14,9 +14,10 @@ Every call waits on the broker's answer and turns a refusal into a PipelinesErro
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -36,6 +37,8 @@ from confluent_kafka.admin import (
 from pipelines.errors import PipelinesError
 from pipelines.kafka.producer import LIBRDKAFKA_LOGGER
 from pipelines.security import AuthorizationError, KafkaSecurity, client_conf, security_for
+
+T = TypeVar("T")
 
 ADMIN, PRODUCER, PIPELINE = "admin", "producer", "pipeline"
 SCRAM_ITERATIONS = 8192
@@ -87,8 +90,8 @@ def least_privilege(producer: str = PRODUCER, pipeline: str = PIPELINE) -> tuple
     grants += [Grant(q, "topic", t, "write") for t in sinks]
     # Spark's kafka source names its groups spark-kafka-source-<uuid>-...; the Python processor's
     # default group is orders-to-shipments (a run may add a suffix); the project's readers pipelines-.
-    grants += [Grant(q, "group", g, "read", prefixed=True)
-               for g in ("spark-kafka-source-", "orders-to-shipments", "pipelines-")]  # fmt: skip
+    group_prefixes = ("spark-kafka-source-", "orders-to-shipments", "pipelines-")
+    grants += [Grant(q, "group", g, "read", prefixed=True) for g in group_prefixes]
     # The processor's transactional ids are <group>-shipper[-<instance>].
     grants += [Grant(q, "transactional-id", "orders-to-shipments", "write", prefixed=True)]
     return tuple(grants)
@@ -107,12 +110,12 @@ def _admin(
     DescribeAcls looks like an empty list.
     """
     admin = AdminClient(client_conf(bootstrap_servers, security), logger=LIBRDKAFKA_LOGGER)
-    try:
-        cluster = admin.describe_cluster(
+    cluster = _ask(
+        "describing the cluster",
+        lambda: admin.describe_cluster(
             include_authorized_operations=True, request_timeout=timeout_s
-        ).result()
-    except KafkaException as exc:
-        raise _fail("describing the cluster", exc) from None
+        ).result(),
+    )
     if needs not in (cluster.authorized_operations or []):
         principal = (security or security_for(bootstrap_servers)).principal
         operation = needs.name.capitalize()
@@ -124,6 +127,15 @@ def _fail(what: str, exc: KafkaException) -> PipelinesError:
     err = exc.args[0]
     text = err.str() if hasattr(err, "str") else str(exc)
     return PipelinesError(f"{what} failed: {text} (this needs an admin principal)")
+
+
+def _ask(what: str, request: Callable[[], T]) -> T:
+    """`request()`, with the broker's refusal (a KafkaException) turned into a PipelinesError
+    saying that `what` failed."""
+    try:
+        return request()
+    except KafkaException as exc:
+        raise _fail(what, exc) from None
 
 
 def upsert_users(
@@ -142,10 +154,7 @@ def upsert_users(
     if not changes:
         return []
     for user, future in admin.alter_user_scram_credentials(changes, request_timeout=timeout_s).items():
-        try:
-            future.result()
-        except KafkaException as exc:
-            raise _fail(f"creating the SCRAM credential of {user}", exc) from None
+        _ask(f"creating the SCRAM credential of {user}", future.result)
     return sorted(passwords)
 
 
@@ -179,10 +188,7 @@ def create_acls(
         return 0
     admin = _admin(bootstrap_servers, security, AclOperation.ALTER, timeout_s)
     for binding, future in admin.create_acls(bindings, request_timeout=timeout_s).items():
-        try:
-            future.result()
-        except KafkaException as exc:
-            raise _fail(f"creating the ACL {binding}", exc) from None
+        _ask(f"creating the ACL {binding}", future.result)
     return len(bindings)
 
 
@@ -192,14 +198,19 @@ def list_acls(
     """Every ALLOW ACL of the cluster, as Grants, sorted (DENY ACLs are not used by the project)."""
     admin = _admin(bootstrap_servers, security, AclOperation.DESCRIBE, timeout_s)
     # None matches any name, principal and host (the stubs type them as str).
+    anything = cast(str, None)
     everything = AclBindingFilter(
-        ResourceType.ANY, None, ResourcePatternType.ANY, None, None,  # type: ignore[arg-type]
-        AclOperation.ANY, AclPermissionType.ANY,
-    )  # fmt: skip
-    try:
-        bindings = admin.describe_acls(everything, request_timeout=timeout_s).result()
-    except KafkaException as exc:
-        raise _fail("listing the ACLs", exc) from None
+        ResourceType.ANY,
+        anything,
+        ResourcePatternType.ANY,
+        anything,
+        anything,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    bindings = _ask(
+        "listing the ACLs", lambda: admin.describe_acls(everything, request_timeout=timeout_s).result()
+    )
     types = {v: k for k, v in RESOURCE_TYPES.items()}
     return sorted(
         Grant(

@@ -26,10 +26,12 @@ dead-lettered with reason `processing_failed:<ExceptionType>`. Dead letters go t
 dead-letter writer the consumer raises `RecordFailedError` and stops, leaving the record
 uncommitted under commit-after-process.
 
-Group membership follows the project's cooperative-sticky rules (PITFALLS.md): the rebalance
-callbacks use `incremental_assign`/`incremental_unassign` only, `on_revoke` commits just the revoked
-partitions (tolerating `_NO_OFFSET`), `on_lost` never commits (another member may already own the
-partition), and `close()` leaves the group at once instead of waiting for `session.timeout.ms`.
+Group membership is cooperative-sticky, so a rebalance moves only the partitions that must move:
+the rebalance callbacks use `incremental_assign`/`incremental_unassign` only (an eager
+`assign`/`unassign` would break the incremental protocol), `on_revoke` commits just the revoked
+partitions (tolerating `_NO_OFFSET`, which only means there was nothing to commit), `on_lost` never
+commits (another member may already own the partition), and `close()` leaves the group at once
+instead of waiting for `session.timeout.ms`.
 """
 
 from __future__ import annotations
@@ -254,9 +256,12 @@ class RecordConsumer:
             if is_authorization_error(err):
                 # Never passes by itself: waiting would only hide that an ACL is missing.
                 raise authorization_error(
-                    err, bootstrap_servers=self._bootstrap_servers, operation="Read", name=msg.topic() or "?",
+                    err,
+                    bootstrap_servers=self._bootstrap_servers,
+                    operation="Read",
+                    name=msg.topic() or "?",
                     group=self._group_id,
-                )  # fmt: skip
+                )
             if err.fatal():
                 raise PipelinesError(f"consumer failed: {err.str()}")
             # Transient (a broker restarting, a topic not yet visible): librdkafka retries itself.

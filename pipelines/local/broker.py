@@ -21,30 +21,35 @@ keeps its ports across restarts of the same folder. Use it as a context manager,
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import os
 import re
-import select
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from types import TracebackType
 
 from confluent_kafka.admin import AdminClient
 
 from pipelines.errors import BrokerError
 from pipelines.local import jvm, security
+from pipelines.local.process import (
+    HOST,
+    Launcher,
+    PortPicker,
+    ask_until,
+    last_lines,
+    pid_alive,
+    runs,
+    terminate,
+)
+from pipelines.local.process import wait_for_exit as wait_for_exit
 from pipelines.paths import CONF_DIR
 
-HOST = "127.0.0.1"
 NODE_ID = 1
 _quiet = logging.getLogger("pipelines.local.broker.librdkafka")
 _quiet.addHandler(logging.NullHandler())
@@ -64,18 +69,29 @@ class BrokerState:
     """TLS + SCRAM + ACLs (the client listener speaks SASL_SSL)."""
 
 
-def server_properties(state: BrokerState, data_dir: Path, security: Mapping[str, str] | None = None) -> str:
-    """The broker's configuration. Single-node values for every internal topic, or consumer groups
-    and transactional producers would wait forever for replicas that do not exist. A secured
-    broker (`state.secure`) gets SASL_SSL and SSL listeners and the `security` properties
-    (`pipelines.local.security.secure_properties`)."""
-    client, controller = ("SASL_SSL", "SSL") if state.secure else ("PLAINTEXT", "PLAINTEXT")
+def kraft_properties(
+    node_id: int,
+    voters: str,
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    *,
+    replicas: int = 1,
+    min_isr: int = 1,
+    secure: bool = False,
+    extra: Mapping[str, object] | None = None,
+) -> str:
+    """The configuration of node `node_id`, a combined broker and controller of the static quorum
+    `voters` (`id@host:port,...`), listening on HOST: `port` for clients (SASL_SSL when `secure`)
+    and `controller_port` for the controllers (SSL when `secure`). Every internal topic gets
+    `replicas` copies and `min_isr` in-sync ones; `extra` adds or overrides properties."""
+    client, controller = ("SASL_SSL", "SSL") if secure else ("PLAINTEXT", "PLAINTEXT")
     props: dict[str, object] = {
         "process.roles": "broker,controller",
-        "node.id": NODE_ID,
-        "controller.quorum.voters": f"{NODE_ID}@{HOST}:{state.controller_port}",
-        "listeners": f"{client}://{HOST}:{state.port},CONTROLLER://{HOST}:{state.controller_port}",
-        "advertised.listeners": f"{client}://{HOST}:{state.port}",
+        "node.id": node_id,
+        "controller.quorum.voters": voters,
+        "listeners": f"{client}://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"{client}://{HOST}:{port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": client,
         "listener.security.protocol.map": f"{client}:{client},CONTROLLER:{controller}",
@@ -83,36 +99,31 @@ def server_properties(state: BrokerState, data_dir: Path, security: Mapping[str,
         "num.partitions": 3,
         # Topics are created on purpose (`pipelines topics create`), never by a typo in a job.
         "auto.create.topics.enable": "false",
-        "offsets.topic.replication.factor": 1,
+        "offsets.topic.replication.factor": replicas,
         "offsets.topic.num.partitions": 10,
-        "transaction.state.log.replication.factor": 1,
-        "transaction.state.log.min.isr": 1,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_isr,
         "transaction.state.log.num.partitions": 10,
-        "share.coordinator.state.topic.replication.factor": 1,
-        "share.coordinator.state.topic.min.isr": 1,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": min_isr,
         # Without this every new consumer group waits 3 s before its first assignment.
         "group.initial.rebalance.delay.ms": 0,
         "log.retention.hours": 168,
         "log.segment.bytes": 64 * 1024 * 1024,
-        **(security or {}),
+        **(extra or {}),
     }
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-        return True
+def server_properties(state: BrokerState, data_dir: Path, security: Mapping[str, str] | None = None) -> str:
+    """The broker's configuration. Single-node values for every internal topic, or consumer groups
+    and transactional producers would wait forever for replicas that do not exist. A secured
+    broker (`state.secure`) gets SASL_SSL and SSL listeners and the `security` properties
+    (`pipelines.local.security.secure_properties`)."""
+    voters = f"{NODE_ID}@{HOST}:{state.controller_port}"
+    return kraft_properties(
+        NODE_ID, voters, state.port, state.controller_port, data_dir, secure=state.secure, extra=security
+    )
 
 
 def _new_cluster_id() -> str:
@@ -124,55 +135,14 @@ def _new_cluster_id() -> str:
             return cluster_id
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited child not yet reaped) is not a running broker.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def wait_for_exit(pid: int, timeout_s: float) -> bool:
-    """Wait until process `pid` has exited, up to `timeout_s`; True if it did.
-
-    Uses a pidfd, which becomes readable when the process ends, so nothing polls or sleeps.
-    """
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([fd], [], [], timeout_s)
-        if readable:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-        return bool(readable) or not _pid_alive(pid)
-    finally:
-        os.close(fd)
+_pid_alive = pid_alive
+"""Kept under its old name for the code that imports it from here."""
 
 
 def log_tail(log_dir: Path, lines: int = 25) -> str:
     """The last lines of the broker's logs, for error messages."""
-    parts = []
-    for name in ("stdout.log", "server.log"):
-        path = log_dir / name
-        if path.is_file() and path.stat().st_size:
-            text = path.read_text(errors="replace").splitlines()[-lines:]
-            parts.append(f"--- last lines of {path} ---\n" + "\n".join(text))
+    paths = [log_dir / name for name in ("stdout.log", "server.log")]
+    parts = [last_lines(p, lines) for p in paths if p.is_file() and p.stat().st_size]
     return "\n".join(parts) or f"(no broker logs in {log_dir})"
 
 
@@ -279,21 +249,31 @@ def format_storage(
     check_formatted(proc, data_dir, log_dir)
 
 
+def listed_brokers(admin: AdminClient, timeout_s: float) -> set[int] | None:
+    """The ids of the brokers a metadata request through `admin` lists, or None when no broker
+    answers within `timeout_s`."""
+    try:
+        md = admin.list_topics(timeout=timeout_s)
+    except Exception:  # KafkaException on timeout or transport failure: no answer (yet)
+        return None
+    return set(md.brokers)
+
+
 def metadata_answers(
     bootstrap_servers: str, timeout_s: float = 2.0, client_conf: Mapping[str, str] | None = None
 ) -> bool:
     """True when a broker at `bootstrap_servers` answers a metadata request within `timeout_s`
     (`client_conf`: the security settings a secured broker needs)."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, **(client_conf or {})}, logger=_quiet)
-    try:
-        md = admin.list_topics(timeout=timeout_s)
-    except Exception:  # KafkaException on timeout or transport failure: not ready (yet)
-        return False
-    return bool(md.brokers)
+    return bool(listed_brokers(admin, timeout_s))
 
 
-class LocalBroker:
+class LocalBroker(Launcher[int, BrokerState]):
     """One local Kafka broker in `directory`. Starting an already running one reports it instead."""
+
+    STATE_FILE = "broker.json"
+    KIND = "broker"
+    ERROR = BrokerError
 
     def __init__(
         self,
@@ -306,21 +286,15 @@ class LocalBroker:
         log4j_config: Path = CONF_DIR / "broker-log4j2.yaml",
         secure: bool = False,
     ) -> None:
-        self.directory = directory.resolve()
+        super().__init__(directory)
         self.secure = secure
         self.jars_dir = jars_dir
         self.heap = heap
         self.start_timeout_s = start_timeout_s
         self.java = java
         self.log4j_config = log4j_config
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._started_here = False
 
     # -- paths ------------------------------------------------------------------------------
-    @property
-    def state_file(self) -> Path:
-        return self.directory / "broker.json"
-
     @property
     def data_dir(self) -> Path:
         return self.directory / "data"
@@ -363,16 +337,14 @@ class LocalBroker:
         }
 
     # -- state ------------------------------------------------------------------------------
-    def read_state(self) -> BrokerState | None:
-        if not self.state_file.is_file():
-            return None
-        try:
-            return BrokerState(**json.loads(self.state_file.read_text()))
-        except (ValueError, TypeError) as exc:
-            raise BrokerError(
-                f"{self.state_file} is unreadable ({exc}); the folder looks corrupt. "
-                f"Stop any broker using it and remove {self.directory} to start afresh."
-            ) from None
+    def _parse_state(self, text: str) -> BrokerState:
+        return BrokerState(**json.loads(text))
+
+    def _unreadable(self, exc: Exception) -> str:
+        return (
+            f"{self.state_file} is unreadable ({exc}); the folder looks corrupt. "
+            f"Stop any broker using it and remove {self.directory} to start afresh."
+        )
 
     def _write_state(self, state: BrokerState) -> None:
         self.state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
@@ -381,21 +353,22 @@ class LocalBroker:
         else:
             self.pid_file.unlink(missing_ok=True)
 
+    def _set_pid(self, state: BrokerState, pid: int | None) -> BrokerState:
+        state = replace(state, pid=pid)
+        self._write_state(state)
+        return state
+
     def running(self) -> BrokerState | None:
         """The state of the broker running from this folder, or None."""
         state = self.read_state()
-        if state is None or state.pid is None or not _pid_alive(state.pid):
+        # A reused pid belongs to another program, whose command line is not a Kafka server's.
+        if state is None or not runs(state.pid, "kafka.Kafka"):
             return None
-        if "kafka.Kafka" not in _cmdline(state.pid):
-            return None  # the pid was reused by another program
         return state
 
     @property
     def bootstrap_servers(self) -> str:
-        state = self.read_state()
-        if state is None:
-            raise BrokerError(f"no broker has been started in {self.directory}")
-        return state.bootstrap_servers
+        return self._recorded_state().bootstrap_servers
 
     # -- lifecycle --------------------------------------------------------------------------
     def _java(self) -> str:
@@ -424,23 +397,20 @@ class LocalBroker:
 
         previous = self.read_state()
         if previous is None:
-            port, controller_port = _free_port(), _free_port()
-            while controller_port == port:
-                controller_port = _free_port()
+            pick = PortPicker()
+            port, controller_port = pick(), pick()
             state = BrokerState(
                 f"{HOST}:{port}", port, controller_port, _new_cluster_id(), secure=self.secure
             )
         else:
             if previous.secure != self.secure:
                 raise BrokerError(self._mode_mismatch(previous.secure))
-            state = BrokerState(**{**asdict(previous), "pid": None})
-        for p in (state.port, state.controller_port):
-            if not _port_is_free(p):
-                raise BrokerError(
-                    f"port {p} on {HOST} is taken by another process, and the broker in "
-                    f"{self.directory} was set up to use it. Free the port, or remove "
-                    f"{self.state_file} to let the broker choose new free ports."
-                )
+            state = replace(previous, pid=None)
+        self._require_free(
+            (state.port, state.controller_port),
+            f"the broker in {self.directory}",
+            f"remove {self.state_file} to let the broker choose new free ports",
+        )
         secure_props: dict[str, str] | None = None
         scram_args: list[str] = []
         if self.secure:
@@ -456,25 +426,19 @@ class LocalBroker:
             # The SCRAM users are created with the storage: the broker needs its own (admin) login
             # for inter-broker traffic before any client could create one.
             format_storage(
-                java, classpath, state.cluster_id, config, self.data_dir, self.log_dir, self.log4j_config,
+                java,
+                classpath,
+                state.cluster_id,
+                config,
+                self.data_dir,
+                self.log_dir,
+                self.log4j_config,
                 scram_args,
-            )  # fmt: skip
+            )
 
-        stdout = (self.log_dir / "stdout.log").open("ab")
         cmd = kafka_command(java, classpath, config, self.log_dir, self.log4j_config, self.heap)
-        # A session of its own: the broker outlives `pipelines broker start` and ignores the
-        # terminal's Ctrl-C, which is meant for the foreground command.
-        self._proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=self.directory,
-        )
-        stdout.close()
-        state = BrokerState(**{**asdict(state), "pid": self._proc.pid})
-        self._write_state(state)
+        proc = self._spawn(NODE_ID, cmd, self.log_dir / "stdout.log", self.directory)
+        state = self._set_pid(state, proc.pid)
         self._started_here = True
         self._wait_ready(state)
         return state, True
@@ -497,29 +461,22 @@ class LocalBroker:
             **self.client_conf(),
         }
         admin = AdminClient(conf, logger=_quiet)
-        assert self._proc is not None
-        while True:
-            code = self._proc.poll()
-            if code is not None:
-                self._write_state(BrokerState(**{**asdict(state), "pid": None}))
+
+        def check_running() -> None:
+            for _, _, code in self._exited():
+                self._set_pid(state, None)
                 raise BrokerError(
                     f"the Kafka broker in {self.directory} exited with code {code} while starting.\n"
                     + log_tail(self.log_dir)
                 )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.stop()
-                raise BrokerError(
-                    f"the Kafka broker did not answer at {state.bootstrap_servers} within "
-                    f"{self.start_timeout_s:.0f} s; it was stopped.\n" + log_tail(self.log_dir)
-                )
-            try:
-                # Blocks until the broker answers or the timeout passes: the wait is the request.
-                md = admin.list_topics(timeout=min(2.0, max(remaining, 0.1)))
-                if md.brokers:
-                    return
-            except Exception:  # KafkaException: not up yet
-                continue
+
+        # Each metadata request blocks until the broker answers or its timeout passes.
+        if not ask_until(lambda timeout_s: bool(listed_brokers(admin, timeout_s)), deadline, check_running):
+            self.stop()
+            raise BrokerError(
+                f"the Kafka broker did not answer at {state.bootstrap_servers} within "
+                f"{self.start_timeout_s:.0f} s; it was stopped.\n" + log_tail(self.log_dir)
+            )
 
     def stop(self, timeout_s: float = 60.0) -> bool:
         """Stop the broker (SIGTERM, then SIGKILL after `timeout_s`); True if one was running."""
@@ -528,28 +485,9 @@ class LocalBroker:
             if self.state_file.is_file():
                 previous = self.read_state()
                 if previous is not None and previous.pid is not None:
-                    self._write_state(BrokerState(**{**asdict(previous), "pid": None}))
+                    self._set_pid(previous, None)
             return False
-        os.kill(state.pid, signal.SIGTERM)
-        if not wait_for_exit(state.pid, timeout_s):
-            os.kill(state.pid, signal.SIGKILL)
-            wait_for_exit(state.pid, 10)
-        if self._proc is not None:
-            self._proc.wait(timeout=10)
-            self._proc = None
-        self._write_state(BrokerState(**{**asdict(state), "pid": None}))
+        terminate([state.pid], timeout_s)
+        self._reap(NODE_ID)
+        self._set_pid(state, None)
         return True
-
-    def __enter__(self) -> LocalBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._started_here:
-            self.stop()
-            self._started_here = False

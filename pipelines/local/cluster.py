@@ -23,6 +23,7 @@ broker. For failure tests: `kill(node)` (SIGKILL), `start_node(node)`, `stop_nod
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import select
@@ -32,26 +33,33 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from types import TracebackType
 
 from confluent_kafka.admin import AdminClient
 
 from pipelines.errors import BrokerError
 from pipelines.local import jvm
 from pipelines.local.broker import (
-    HOST,
-    _cmdline,
-    _free_port,
     _new_cluster_id,
-    _pid_alive,
-    _port_is_free,
     _quiet,
     check_formatted,
     find_java,
     format_command,
     kafka_command,
+    kraft_properties,
+    listed_brokers,
     log_tail,
+)
+from pipelines.local.process import (
+    HOST,
+    Launcher,
+    PortPicker,
+    ask_until,
+    first_taken,
+    poll_until,
+    runs,
+    sigkill,
     wait_for_exit,
+    write_atomically,
 )
 from pipelines.paths import CONF_DIR
 
@@ -121,19 +129,7 @@ def node_properties(state: ClusterState, node_id: int, data_dir: Path) -> str:
     voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in state.nodes)
     replicas = len(state.nodes)
     min_isr = min(MIN_INSYNC_REPLICAS, replicas)
-    props: dict[str, str | int] = {
-        "process.roles": "broker,controller",
-        "node.id": node_id,
-        "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "log.dirs": str(data_dir),
-        "num.partitions": 3,
-        # Topics are created on purpose (`pipelines topics create`), never by a typo in a job.
-        "auto.create.topics.enable": "false",
+    replicated: dict[str, object] = {
         # What a replicated cluster is for: every topic created without an explicit factor has a
         # copy on each node, and an acks=all write is acknowledged only once two copies have it,
         # so losing any one node loses no acknowledged record.
@@ -141,55 +137,40 @@ def node_properties(state: ClusterState, node_id: int, data_dir: Path) -> str:
         "min.insync.replicas": min_isr,
         # Never elect an out-of-sync replica: that would silently drop acknowledged records.
         "unclean.leader.election.enable": "false",
-        "offsets.topic.replication.factor": replicas,
-        "offsets.topic.num.partitions": 10,
-        "transaction.state.log.replication.factor": replicas,
-        "transaction.state.log.min.isr": min_isr,
-        "transaction.state.log.num.partitions": 10,
-        "share.coordinator.state.topic.replication.factor": replicas,
-        "share.coordinator.state.topic.min.isr": min_isr,
         # A node that stops heartbeating is fenced after this long, which moves its leaderships
         # and removes it from the in-sync replicas. 9 s by default; 6 s keeps failover quick
         # here while staying far above any pause of a healthy JVM on a busy two-core machine.
         "broker.heartbeat.interval.ms": 1000,
         "broker.session.timeout.ms": 6000,
-        # Without this every new consumer group waits 3 s before its first assignment.
-        "group.initial.rebalance.delay.ms": 0,
-        "log.retention.hours": 168,
-        "log.segment.bytes": 64 * 1024 * 1024,
     }
-    return "".join(f"{k}={v}\n" for k, v in props.items())
+    return kraft_properties(
+        node_id,
+        voters,
+        node.port,
+        node.controller_port,
+        data_dir,
+        replicas=replicas,
+        min_isr=min_isr,
+        extra=replicated,
+    )
 
 
 def cluster_metadata(bootstrap_servers: str, timeout_s: float = 2.0) -> set[int] | None:
     """The ids of the brokers a metadata request at `bootstrap_servers` lists, or None when no
     broker answers within `timeout_s`. A KRaft broker is listed once the controller has unfenced
     it, and dropped once fenced."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers}, logger=_quiet)
-    try:
-        md = admin.list_topics(timeout=timeout_s)
-    except Exception:  # KafkaException on timeout or transport failure: no answer
-        return None
-    return set(md.brokers)
+    return listed_brokers(AdminClient({"bootstrap.servers": bootstrap_servers}, logger=_quiet), timeout_s)
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, *, every_s: float = 0.25) -> None:
     """Check `condition` until it holds, at most every `every_s`, for up to `timeout_s`;
     BrokerError naming `what` when the deadline passes. (A pacing interval, not a sleep that
     guesses how long something takes: the condition decides.)"""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        started = time.monotonic()
-        if condition():
-            return
-        if started > deadline:
-            raise BrokerError(f"{what} did not happen within {timeout_s:.0f} s")
-        left = every_s - (time.monotonic() - started)
-        if left > 0:
-            time.sleep(left)
+    if poll_until(lambda: condition() or None, timeout_s, every_s) is None:
+        raise BrokerError(f"{what} did not happen within {timeout_s:.0f} s")
 
 
-class LocalCluster:
+class LocalCluster(Launcher[int, ClusterState]):
     """A local Kafka cluster of `brokers` nodes in `directory` (None: as many as the folder's
     cluster has, 3 for a new one).
 
@@ -197,6 +178,10 @@ class LocalCluster:
     brokers in the metadata; `stop()` stops them all. The ports are `ports` (client ports, one per
     node) on the first start, free ports when None, and those recorded in `cluster.json` after.
     """
+
+    STATE_FILE = STATE_FILE
+    KIND = "cluster"
+    ERROR = BrokerError
 
     def __init__(
         self,
@@ -216,7 +201,7 @@ class LocalCluster:
             raise BrokerError(f"{len(ports)} ports given for {brokers} brokers; give one per broker")
         if brokers is None and ports is not None:
             brokers = len(ports)
-        self.directory = directory.resolve()
+        super().__init__(directory)
         self.jars_dir = jars_dir
         self.brokers = brokers
         self.ports = tuple(ports) if ports is not None else None
@@ -224,14 +209,8 @@ class LocalCluster:
         self.start_timeout_s = start_timeout_s
         self.java = java
         self.log4j_config = log4j_config
-        self._procs: dict[int, subprocess.Popen[bytes]] = {}
-        self._started_here = False
 
     # -- paths ------------------------------------------------------------------------------
-    @property
-    def state_file(self) -> Path:
-        return self.directory / STATE_FILE
-
     def node_dir(self, node_id: int) -> Path:
         return self.directory / f"node-{node_id}"
 
@@ -242,38 +221,26 @@ class LocalCluster:
         return self.node_dir(node_id) / "logs"
 
     # -- state ------------------------------------------------------------------------------
-    def read_state(self) -> ClusterState | None:
-        if not self.state_file.is_file():
-            return None
-        try:
-            return ClusterState.from_json(self.state_file.read_text())
-        except (ValueError, TypeError, KeyError) as exc:
-            raise BrokerError(
-                f"{self.state_file} is unreadable ({exc!r}); the folder looks corrupt. "
-                f"Stop any broker using it and remove {self.directory} to start afresh."
-            ) from None
+    def _parse_state(self, text: str) -> ClusterState:
+        return ClusterState.from_json(text)
+
+    def _unreadable(self, exc: Exception) -> str:
+        return (
+            f"{self.state_file} is unreadable ({exc!r}); the folder looks corrupt. "
+            f"Stop any broker using it and remove {self.directory} to start afresh."
+        )
 
     def _write_state(self, state: ClusterState) -> None:
-        # Write-then-rename: a reader never sees half a file, even if we are killed mid-write.
-        tmp = self.state_file.with_suffix(".json.tmp")
-        tmp.write_text(state.to_json() + "\n")
-        tmp.replace(self.state_file)
+        write_atomically(self.state_file, state.to_json() + "\n")
 
     def _set_pid(self, node_id: int, pid: int | None) -> ClusterState:
-        state = self.read_state()
-        assert state is not None
+        state = self._recorded_state()
         state = state.with_node(replace(state.node(node_id), pid=pid))
         self._write_state(state)
         return state
 
     def _node_running(self, node: NodeState) -> bool:
-        return (
-            node.pid is not None
-            and _pid_alive(node.pid)
-            # A reused pid belongs to another program, not to this node.
-            and "kafka.Kafka" in _cmdline(node.pid)
-            and str(self.node_dir(node.node_id)) in _cmdline(node.pid)
-        )
+        return runs(node.pid, "kafka.Kafka", str(self.node_dir(node.node_id)))
 
     def running_nodes(self) -> list[NodeState]:
         """The nodes whose process runs (whether or not they answer yet)."""
@@ -289,10 +256,7 @@ class LocalCluster:
 
     @property
     def bootstrap_servers(self) -> str:
-        state = self.read_state()
-        if state is None:
-            raise BrokerError(f"no cluster has been started in {self.directory}")
-        return state.bootstrap_servers
+        return self._recorded_state().bootstrap_servers
 
     def brokers_in_metadata(self, timeout_s: float = 2.0) -> set[int] | None:
         """The node ids the cluster's metadata lists as brokers (None when no node answers)."""
@@ -300,18 +264,10 @@ class LocalCluster:
 
     # -- lifecycle --------------------------------------------------------------------------
     def _new_state(self) -> ClusterState:
-        taken: set[int] = set()
-
-        def port(wanted: int | None = None) -> int:
-            p = wanted if wanted is not None else _free_port()
-            while p in taken:
-                p = _free_port()
-            taken.add(p)
-            return p
-
+        pick = PortPicker()
         wanted = self.ports or (None,) * (self.brokers or DEFAULT_BROKERS)
-        nodes = tuple(NodeState(node_id=i + 1, port=port(w), controller_port=0) for i, w in enumerate(wanted))
-        nodes = tuple(replace(n, controller_port=port()) for n in nodes)
+        nodes = tuple(NodeState(node_id=i + 1, port=pick(w), controller_port=0) for i, w in enumerate(wanted))
+        nodes = tuple(replace(n, controller_port=pick()) for n in nodes)
         return ClusterState(_new_cluster_id(), nodes)
 
     def _prepare(self) -> ClusterState:
@@ -358,28 +314,38 @@ class LocalCluster:
                     f"`pipelines broker stop --dir {self.directory}`.\n" + self._log_tails(state)
                 )
             return state, False
-        java = find_java(self.java)
-        classpath = jvm.broker_classpath(self.jars_dir)
+        runtime = self._jvm()
         for node in stopped:
-            for p in (node.port, node.controller_port):
-                if not _port_is_free(p):
-                    raise BrokerError(
-                        f"port {p} on {HOST} is taken by another process, and node {node.node_id} of "
-                        f"the cluster in {self.directory} was set up to use it. Free the port, or remove "
-                        f"{self.state_file} (and the node folders) to start a new cluster on free ports."
-                    )
-        self._format(java, classpath, state, stopped)
+            self._require_free(
+                (node.port, node.controller_port),
+                f"node {node.node_id} of the cluster in {self.directory}",
+                f"remove {self.state_file} (and the node folders) to start a new cluster on free ports",
+            )
+        state = self._bring_up(runtime, state, stopped)
+        self._started_here = True
+        return state, True
+
+    def _jvm(self) -> tuple[str, str]:
+        """The java executable and the classpath the nodes run with."""
+        return find_java(self.java), jvm.broker_classpath(self.jars_dir)
+
+    def _bring_up(
+        self, runtime: tuple[str, str], state: ClusterState, nodes: list[NodeState]
+    ) -> ClusterState:
+        """Format and launch `nodes` (with `runtime`: java and classpath), and wait until they
+        are brokers again; stops them when that fails."""
+        self._format(*runtime, state, nodes)
+        node_ids = [n.node_id for n in nodes]
         try:
-            for node in stopped:
-                state = self._launch(java, classpath, node)
-            self.wait_ready(state, [n.node_id for n in stopped])
+            for node in nodes:
+                state = self._launch(*runtime, node)
+            self.wait_ready(state, node_ids)
         except BaseException:
             # Never leave half a cluster behind: orphaned nodes would keep talking to ports that
             # the next cluster may be given.
-            self._stop_nodes([n.node_id for n in stopped], timeout_s=30)
+            self._stop_nodes(node_ids, timeout_s=30)
             raise
-        self._started_here = True
-        return state, True
+        return state
 
     def _write_config(self, state: ClusterState, node_id: int) -> Path:
         self.log_dir(node_id).mkdir(parents=True, exist_ok=True)
@@ -407,19 +373,7 @@ class LocalCluster:
         log_dir = self.log_dir(node.node_id)
         config = self.node_dir(node.node_id) / "server.properties"
         cmd = kafka_command(java, classpath, config, log_dir, self.log4j_config, self.heap)
-        stdout = (log_dir / "stdout.log").open("ab")
-        # A session of its own: the node outlives `pipelines broker start` and ignores the
-        # terminal's Ctrl-C, which is meant for the foreground command.
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=self.node_dir(node.node_id),
-        )
-        stdout.close()
-        self._procs[node.node_id] = proc
+        proc = self._spawn(node.node_id, cmd, log_dir / "stdout.log", self.node_dir(node.node_id))
         return self._set_pid(node.node_id, proc.pid)
 
     def wait_ready(self, state: ClusterState | None = None, fresh: Sequence[int] = ()) -> None:
@@ -427,29 +381,29 @@ class LocalCluster:
         started) answers on its own port listing every node: a node killed moments ago can still be
         listed until it is fenced, so the cluster's word alone does not prove a restarted node is up.
         BrokerError with the logs' last lines when a node exits or the deadline passes."""
-        state = state or self.read_state()
-        assert state is not None
-        want = {n.node_id for n in state.nodes}
+        current = state or self.read_state()
+        assert current is not None
+        want = {n.node_id for n in current.nodes}
         deadline = time.monotonic() + self.start_timeout_s
+
+        def lists_every_node(servers: str, timeout_s: float) -> bool:
+            return cluster_metadata(servers, timeout_s) == want
+
         for node_id in [None, *fresh]:
-            servers = state.bootstrap_servers if node_id is None else state.node(node_id).address
-            while True:
-                self._check_alive(state)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BrokerError(
-                        f"the Kafka cluster in {self.directory} did not list all {len(want)} brokers "
-                        f"within {self.start_timeout_s:.0f} s; the nodes just started were stopped.\n"
-                        + self._log_tails(state)
-                    )
-                # Blocks until a broker answers or the timeout passes: the wait is the request.
-                if cluster_metadata(servers, timeout_s=min(2.0, max(remaining, 0.1))) == want:
-                    break
+            servers = current.bootstrap_servers if node_id is None else current.node(node_id).address
+            # Each metadata request blocks until a broker answers or its timeout passes.
+            if not ask_until(
+                functools.partial(lists_every_node, servers), deadline, lambda: self._check_alive(current)
+            ):
+                raise BrokerError(
+                    f"the Kafka cluster in {self.directory} did not list all {len(want)} brokers "
+                    f"within {self.start_timeout_s:.0f} s; the nodes just started were stopped.\n"
+                    + self._log_tails(current)
+                )
 
     def _check_alive(self, state: ClusterState) -> None:
-        for node_id, proc in self._procs.items():
-            code = proc.poll()
-            if code is not None and state.node(node_id).pid == proc.pid:
+        for node_id, proc, code in self._exited():
+            if state.node(node_id).pid == proc.pid:
                 self._set_pid(node_id, None)
                 raise BrokerError(
                     f"node {node_id} of the Kafka cluster in {self.directory} exited with code {code}.\n"
@@ -459,23 +413,14 @@ class LocalCluster:
     def _log_tails(self, state: ClusterState) -> str:
         return "\n".join(f"node {n.node_id}:\n{log_tail(self.log_dir(n.node_id), 10)}" for n in state.nodes)
 
-    def _reap(self, node_id: int) -> None:
-        proc = self._procs.pop(node_id, None)
-        if proc is not None:
-            proc.wait(timeout=10)
-
     def kill(self, node_id: int) -> None:
         """SIGKILL node `node_id` (no controlled shutdown, as in a crash) and wait until it is gone.
         Its replicas drop out of the in-sync sets once the controller fences it
         (`broker.session.timeout.ms`)."""
-        state = self.read_state()
-        if state is None:
-            raise BrokerError(f"no cluster has been started in {self.directory}")
-        node = state.node(node_id)
+        node = self._recorded_state().node(node_id)
         if not self._node_running(node) or node.pid is None:
             raise BrokerError(f"node {node_id} of the cluster in {self.directory} is not running")
-        os.kill(node.pid, signal.SIGKILL)
-        if not wait_for_exit(node.pid, 30):
+        if not sigkill(node.pid):
             raise BrokerError(f"node {node_id} (pid {node.pid}) did not exit after SIGKILL")
         self._reap(node_id)
         self._set_pid(node_id, None)
@@ -492,18 +437,9 @@ class LocalCluster:
         node = state.node(node_id)
         if node.pid is not None:
             raise BrokerError(f"node {node_id} of the cluster in {self.directory} is already running")
-        if not _port_is_free(node.port) or not _port_is_free(node.controller_port):
+        if first_taken((node.port, node.controller_port)) is not None:
             raise BrokerError(f"a port of node {node_id} ({node.port} or {node.controller_port}) is taken")
-        java = find_java(self.java)
-        classpath = jvm.broker_classpath(self.jars_dir)
-        self._format(java, classpath, state, [node])
-        try:
-            state = self._launch(java, classpath, node)
-            self.wait_ready(state, [node_id])
-        except BaseException:
-            self._stop_nodes([node_id], timeout_s=30)
-            raise
-        return state
+        return self._bring_up(self._jvm(), state, [node])
 
     def stop(self, timeout_s: float = 60.0) -> bool:
         """Stop every running node (SIGTERM, then SIGKILL after `timeout_s`); True if any ran.
@@ -562,24 +498,9 @@ class LocalCluster:
             if node.pid is not None:
                 self._set_pid(node.node_id, None)
         # Nodes this object started that were stopped by someone else: reap them too.
-        for node_id, proc in list(self._procs.items()):
-            if proc.poll() is not None:
-                del self._procs[node_id]
+        for node_id, _, _ in self._exited():
+            self._reap(node_id)
         return bool(running)
-
-    def __enter__(self) -> LocalCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._started_here:
-            self.stop()
-            self._started_here = False
 
 
 def is_cluster_dir(directory: Path) -> bool:

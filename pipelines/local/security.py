@@ -152,29 +152,31 @@ def ensure_certificates(directory: Path, creds: LocalCredentials, java: str) -> 
     os.chmod(tls, 0o700)
     keytool = find_keytool(java)
     env = {**os.environ, "PIPELINES_STORE_PASSWORD": creds.store_password}
-    pw = ["-storepass:env", "PIPELINES_STORE_PASSWORD"]
     ca, csr, signed = tls / "ca.p12", tls / "broker.csr", tls / "broker.pem"
-    key = ["-keyalg", "RSA", "-keysize", "2048", "-validity", str(CERT_VALIDITY_DAYS), "-storetype", "PKCS12"]
-    steps = [
-        ["-genkeypair", "-alias", "ca", "-dname", "CN=pipelines local CA", "-ext", "bc:c",
-         "-keystore", str(ca), *key, *pw],
-        ["-exportcert", "-rfc", "-alias", "ca", "-keystore", str(ca), "-file", str(files.ca_pem), *pw],
-        ["-genkeypair", "-alias", "broker", "-dname", BROKER_DN, "-keystore", str(files.keystore), *key, *pw],
-        ["-certreq", "-alias", "broker", "-keystore", str(files.keystore), "-file", str(csr), *pw],
-        ["-gencert", "-alias", "ca", "-keystore", str(ca), "-infile", str(csr), "-outfile", str(signed),
-         "-rfc", "-validity", str(CERT_VALIDITY_DAYS), "-ext", "SAN=IP:127.0.0.1,DNS:localhost",
-         "-ext", "KU=digitalSignature,keyEncipherment", "-ext", "EKU=serverAuth,clientAuth", *pw],
-        ["-importcert", "-noprompt", "-alias", "ca", "-file", str(files.ca_pem),
-         "-keystore", str(files.keystore), *pw],
-        ["-importcert", "-noprompt", "-alias", "broker", "-file", str(signed),
-         "-keystore", str(files.keystore), *pw],
-        ["-importcert", "-noprompt", "-alias", "ca", "-file", str(files.ca_pem),
-         "-keystore", str(files.truststore), "-storetype", "PKCS12", *pw],
-    ]  # fmt: skip
-    for args in steps:
-        proc = subprocess.run([keytool, *args], capture_output=True, text=True, env=env, check=False)
+    validity, pkcs12 = ["-validity", str(CERT_VALIDITY_DAYS)], ["-storetype", "PKCS12"]
+    key = ["-keyalg", "RSA", "-keysize", "2048", *validity, *pkcs12]
+
+    def run(command: str, alias: str, keystore: Path, *args: str) -> None:
+        """`keytool command -alias alias -keystore keystore args`, the store password from env."""
+        argv = [keytool, command, "-alias", alias, "-keystore", str(keystore), *args]
+        argv += ["-storepass:env", "PIPELINES_STORE_PASSWORD"]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
         if proc.returncode != 0:
-            raise BrokerError(f"keytool {args[0]} failed: {(proc.stderr or proc.stdout).strip()[-1000:]}")
+            raise BrokerError(f"keytool {command} failed: {(proc.stderr or proc.stdout).strip()[-1000:]}")
+
+    # The CA: a self-signed key pair, its certificate exported as PEM.
+    run("-genkeypair", "ca", ca, "-dname", "CN=pipelines local CA", "-ext", "bc:c", *key)
+    run("-exportcert", "ca", ca, "-rfc", "-file", str(files.ca_pem))
+    # The broker's key pair, its certificate signed by the CA (for 127.0.0.1 and localhost).
+    run("-genkeypair", "broker", files.keystore, "-dname", BROKER_DN, *key)
+    run("-certreq", "broker", files.keystore, "-file", str(csr))
+    ext = ["-ext", "SAN=IP:127.0.0.1,DNS:localhost", "-ext", "KU=digitalSignature,keyEncipherment"]
+    ext += ["-ext", "EKU=serverAuth,clientAuth"]
+    run("-gencert", "ca", ca, "-infile", str(csr), "-outfile", str(signed), "-rfc", *validity, *ext)
+    # The keystore holds the chain (CA, then the signed certificate); the truststore the CA only.
+    run("-importcert", "ca", files.keystore, "-noprompt", "-file", str(files.ca_pem))
+    run("-importcert", "broker", files.keystore, "-noprompt", "-file", str(signed))
+    run("-importcert", "ca", files.truststore, "-noprompt", "-file", str(files.ca_pem), *pkcs12)
     csr.unlink()
     for p in tls.iterdir():
         os.chmod(p, 0o644 if p == files.ca_pem else 0o600)

@@ -20,19 +20,26 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from pipelines.errors import PipelinesError
-from pipelines.local.broker import HOST, _cmdline, _free_port, _pid_alive, _port_is_free, wait_for_exit
+from pipelines.local.process import (
+    HOST,
+    Launcher,
+    PortPicker,
+    last_lines,
+    poll_until,
+    port_is_free,
+    runs,
+    sigkill,
+    terminate,
+    write_atomically,
+)
 
 STATE_FILE = "spark.json"
 DEFAULT_MASTER_PORT = 7077
@@ -117,7 +124,14 @@ def master_status(ui_url: str, timeout_s: float = 2.0) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-class SparkStandalone:
+def alive_workers(status: dict[str, Any]) -> set[str]:
+    """The `host:port` of every worker the master's status document says is ALIVE."""
+    return {
+        f"{w.get('host')}:{w.get('port')}" for w in status.get("workers", []) if w.get("state") == "ALIVE"
+    }
+
+
+class SparkStandalone(Launcher[str, SparkClusterState]):
     """A Spark standalone master with `workers` workers in `directory`.
 
     `start()` starts the daemons that are not running and waits until the master reports every
@@ -125,6 +139,10 @@ class SparkStandalone:
     as a lost machine would, and `start_worker(n)` brings it back. The master port is
     `master_port`, else 7077 when free, else a free port; the choice is kept in `spark.json`.
     """
+
+    STATE_FILE = STATE_FILE
+    KIND = "Spark cluster"
+    ERROR = SparkClusterError
 
     def __init__(
         self,
@@ -141,7 +159,7 @@ class SparkStandalone:
     ) -> None:
         if workers < 1:
             raise SparkClusterError("a Spark cluster needs at least one worker")
-        self.directory = directory.resolve()
+        super().__init__(directory)
         self.workers = workers
         self.worker_cores = worker_cores
         self.worker_memory = worker_memory
@@ -150,14 +168,8 @@ class SparkStandalone:
         self.start_timeout_s = start_timeout_s
         self.python = python
         self.java_home = java_home
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._started_here = False
 
     # -- paths and state --------------------------------------------------------------------
-    @property
-    def state_file(self) -> Path:
-        return self.directory / STATE_FILE
-
     @property
     def log_dir(self) -> Path:
         return self.directory / "logs"
@@ -166,36 +178,25 @@ class SparkStandalone:
     def work_dir(self) -> Path:
         return self.directory / "work"
 
-    def read_state(self) -> SparkClusterState | None:
-        if not self.state_file.is_file():
-            return None
-        try:
-            return SparkClusterState.from_json(self.state_file.read_text())
-        except (ValueError, TypeError, KeyError) as exc:
-            raise SparkClusterError(
-                f"{self.state_file} is unreadable ({exc!r}); stop the cluster's daemons and remove it"
-            ) from None
+    def _parse_state(self, text: str) -> SparkClusterState:
+        return SparkClusterState.from_json(text)
+
+    def _unreadable(self, exc: Exception) -> str:
+        return f"{self.state_file} is unreadable ({exc!r}); stop the cluster's daemons and remove it"
 
     def _write_state(self, state: SparkClusterState) -> None:
-        tmp = self.state_file.with_suffix(".json.tmp")
-        tmp.write_text(state.to_json() + "\n")
-        tmp.replace(self.state_file)
+        write_atomically(self.state_file, state.to_json() + "\n")
 
     def _set_pid(self, name: str, pid: int | None) -> SparkClusterState:
-        state = self.read_state()
-        assert state is not None
+        state = self._recorded_state()
         daemon = next(d for d in state.daemons if d.name == name)
         state = state.with_daemon(replace(daemon, pid=pid))
         self._write_state(state)
         return state
 
     def _daemon_running(self, daemon: DaemonState) -> bool:
-        if daemon.pid is None or not _pid_alive(daemon.pid):
-            return False
-        cmdline = _cmdline(daemon.pid)
-        # A reused pid belongs to another program, not to this daemon.
         main_class = MASTER_CLASS if daemon.name == "master" else WORKER_CLASS
-        return main_class in cmdline and f"--port {daemon.port}" in cmdline
+        return runs(daemon.pid, main_class, f"--port {daemon.port}")
 
     def running(self) -> SparkClusterState | None:
         """The state when the master and every worker run, else None."""
@@ -211,31 +212,19 @@ class SparkStandalone:
 
     @property
     def master_url(self) -> str:
-        state = self.read_state()
-        if state is None:
-            raise SparkClusterError(f"no Spark cluster has been started in {self.directory}")
-        return state.master_url
+        return self._recorded_state().master_url
 
     # -- lifecycle --------------------------------------------------------------------------
     def _new_state(self) -> SparkClusterState:
-        taken: set[int] = set()
-
-        def port() -> int:
-            p = _free_port()
-            while p in taken:
-                p = _free_port()
-            taken.add(p)
-            return p
-
+        pick = PortPicker()
         if self.master_port is not None:
-            master_port = self.master_port
-        elif _port_is_free(DEFAULT_MASTER_PORT):
-            master_port = DEFAULT_MASTER_PORT
+            master_port = pick.reserve(self.master_port)
+        elif port_is_free(DEFAULT_MASTER_PORT):
+            master_port = pick.reserve(DEFAULT_MASTER_PORT)
         else:
-            master_port = port()
-        taken.add(master_port)
-        master = DaemonState("master", master_port, port())
-        workers = tuple(DaemonState(f"worker-{i}", port(), port()) for i in range(1, self.workers + 1))
+            master_port = pick()
+        master = DaemonState("master", master_port, pick())
+        workers = tuple(DaemonState(f"worker-{i}", pick(), pick()) for i in range(1, self.workers + 1))
         return SparkClusterState(master, workers)
 
     def _prepare(self) -> SparkClusterState:
@@ -283,27 +272,14 @@ class SparkStandalone:
         return env
 
     def _launch(self, daemon: DaemonState, args: list[str]) -> SparkClusterState:
-        for p in (daemon.port, daemon.ui_port):
-            if not _port_is_free(p):
-                raise SparkClusterError(
-                    f"port {p} on {HOST} is taken by another process, and the Spark {daemon.name} in "
-                    f"{self.directory} was set up to use it. Free the port, or remove {self.state_file} "
-                    "to let the cluster choose new ports."
-                )
-        log = (self.log_dir / f"{daemon.name}.log").open("ab")
-        # spark-class execs the JVM, so the pid is the daemon's; a session of its own keeps it
-        # alive after the command that started it and out of the terminal's Ctrl-C.
-        proc = subprocess.Popen(
-            [str(spark_class()), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=self.directory,
-            env=self._env(),
+        self._require_free(
+            (daemon.port, daemon.ui_port),
+            f"the Spark {daemon.name} in {self.directory}",
+            f"remove {self.state_file} to let the cluster choose new ports",
         )
-        log.close()
-        self._procs[daemon.name] = proc
+        # spark-class execs the JVM, so the pid is the daemon's.
+        cmd = [str(spark_class()), *args]
+        proc = self._spawn(daemon.name, cmd, self.log_dir / f"{daemon.name}.log", self.directory, self._env())
         return self._set_pid(daemon.name, proc.pid)
 
     def _launch_master(self, state: SparkClusterState) -> SparkClusterState:
@@ -357,48 +333,42 @@ class SparkStandalone:
     def wait_ready(self, state: SparkClusterState | None = None) -> dict[str, Any]:
         """Wait until the master answers ALIVE with every worker ALIVE; its status document.
         SparkClusterError with the logs' last lines when a daemon exits or the deadline passes."""
-        state = state or self.read_state()
-        assert state is not None
-        deadline = time.monotonic() + self.start_timeout_s
-        while True:
-            for name, proc in self._procs.items():
-                code = proc.poll()
-                if code is not None:
-                    self._set_pid(name, None)
-                    raise SparkClusterError(
-                        f"the Spark {name} in {self.directory} exited with code {code} while starting.\n"
-                        + self.log_tail(name)
-                    )
-            started = time.monotonic()
-            doc = master_status(state.master_ui, timeout_s=2.0)
-            if doc is not None and doc.get("status") == "ALIVE":
-                alive = {w.get("host") + ":" + str(w.get("port")) for w in doc.get("workers", [])
-                         if w.get("state") == "ALIVE"}  # fmt: skip
-                if all(f"{HOST}:{w.port}" in alive for w in state.workers):
-                    return doc
-            if started > deadline:
+        current = state or self.read_state()
+        assert current is not None
+
+        def all_alive() -> dict[str, Any] | None:
+            for name, _, code in self._exited():
+                self._set_pid(name, None)
                 raise SparkClusterError(
-                    f"the Spark master at {state.master_url} did not report all {len(state.workers)} "
-                    f"workers alive within {self.start_timeout_s:.0f} s.\n"
-                    + "\n".join(self.log_tail(d.name) for d in state.daemons)
+                    f"the Spark {name} in {self.directory} exited with code {code} while starting.\n"
+                    + self.log_tail(name)
                 )
-            # Pacing between status requests; the master's answer decides when we are done.
-            left = 0.25 - (time.monotonic() - started)
-            if left > 0:
-                time.sleep(left)
+            doc = master_status(current.master_ui, timeout_s=2.0)
+            if doc is not None and doc.get("status") == "ALIVE":
+                alive = alive_workers(doc)
+                if all(f"{HOST}:{w.port}" in alive for w in current.workers):
+                    return doc
+            return None
+
+        # Paced status requests; the master's answer decides when we are done.
+        doc = poll_until(all_alive, self.start_timeout_s)
+        if doc is None:
+            raise SparkClusterError(
+                f"the Spark master at {current.master_url} did not report all {len(current.workers)} "
+                f"workers alive within {self.start_timeout_s:.0f} s.\n"
+                + "\n".join(self.log_tail(d.name) for d in current.daemons)
+            )
+        return doc
 
     def log_tail(self, name: str, lines: int = 15) -> str:
         """The last lines a daemon printed (`master`, `worker-1`, ...)."""
         path = self.log_dir / f"{name}.log"
         if not path.is_file():
             return f"(no log at {path})"
-        text = path.read_text(errors="replace").splitlines()[-lines:]
-        return f"--- last lines of {path} ---\n" + "\n".join(text)
+        return last_lines(path, lines)
 
     def _worker(self, number: int) -> DaemonState:
-        state = self.read_state()
-        if state is None:
-            raise SparkClusterError(f"no Spark cluster has been started in {self.directory}")
+        state = self._recorded_state()
         for w in state.workers:
             if w.name == f"worker-{number}":
                 return w
@@ -412,8 +382,7 @@ class SparkStandalone:
         if worker.pid is None or not self._daemon_running(worker):
             raise SparkClusterError(f"Spark worker {number} is not running")
         # The worker leads its own session (start_new_session), so its group is its pid.
-        os.killpg(worker.pid, signal.SIGKILL)
-        if not wait_for_exit(worker.pid, 30):
+        if not sigkill(worker.pid, group=True):
             raise SparkClusterError(f"Spark worker {number} (pid {worker.pid}) did not exit after SIGKILL")
         self._reap(worker.name)
         self._set_pid(worker.name, None)
@@ -427,11 +396,6 @@ class SparkStandalone:
         state = self._launch_worker(state, worker)
         self.wait_ready(state)
         return state
-
-    def _reap(self, name: str) -> None:
-        proc = self._procs.pop(name, None)
-        if proc is not None:
-            proc.wait(timeout=10)
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop the workers (which stop their executors), then the master: SIGTERM, SIGKILL after
@@ -449,32 +413,11 @@ class SparkStandalone:
         # Workers first: a worker that loses its master keeps trying to reconnect to it.
         for group in (state.workers, (state.master,)):
             running = [d for d in group if d.name in names and self._daemon_running(d)]
+            terminate([d.pid for d in running if d.pid is not None], timeout_s, kill_group=True)
             for d in running:
-                assert d.pid is not None
-                os.kill(d.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            for d in running:
-                assert d.pid is not None
-                if not wait_for_exit(d.pid, max(0.0, deadline - time.monotonic())):
-                    os.killpg(d.pid, signal.SIGKILL)
-                    wait_for_exit(d.pid, 10)
                 self._reap(d.name)
                 stopped = True
         for d in state.daemons:
             if d.name in names and d.pid is not None:
                 self._set_pid(d.name, None)
         return stopped
-
-    def __enter__(self) -> SparkStandalone:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._started_here:
-            self.stop()
-            self._started_here = False

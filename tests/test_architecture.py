@@ -95,7 +95,7 @@ def tracked_files() -> list[Path]:
 
 def test_every_cited_document_is_in_the_repository() -> None:
     """A clone must be able to follow every reference: docs/*.md and the README, nothing outside."""
-    # Documents are named in capitals (README.md, DESIGN.md) or live in docs/; other *.md names
+    # Documents are named in capitals (README.md) or live in docs/; other *.md names
     # are files the project writes (report.md, bench/results/latest.md).
     cited = re.compile(r"\b([A-Z][A-Z_-]+\.md|docs/[\w/-]+\.md)\b")
     missing = []

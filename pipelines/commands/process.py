@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from pipelines.commands.common import BootstrapOpt, ProfileOpt, bootstrap_servers, err, settings_for
+from pipelines.contracts import ORDERS_TOPIC, SHIPMENTS_TOPIC
 from pipelines.errors import PipelinesError
 
 process_app = typer.Typer(help="Consume-transform-produce processors on Kafka.", no_args_is_help=True)
@@ -37,10 +38,12 @@ def orders_to_shipments(
             "commit) or exactly-once (transactions; read the sink with read_committed)",
         ),
     ] = "exactly-once",
-    source_topic: Annotated[str, typer.Option("--source-topic", help="topic of orders to read")] = "orders",
+    source_topic: Annotated[
+        str, typer.Option("--source-topic", help="topic of orders to read")
+    ] = ORDERS_TOPIC,
     sink_topic: Annotated[
         str, typer.Option("--sink-topic", help="topic to write shipments to")
-    ] = "shipments",
+    ] = SHIPMENTS_TOPIC,
     group: Annotated[
         str, typer.Option("--group", "-g", help="consumer group (holds the committed offsets)")
     ] = "orders-to-shipments",

@@ -34,6 +34,14 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
+from pipelines.contracts import (
+    CUSTOMER_COUNTS_TOPIC,
+    ORDERS_TOPIC,
+    REVENUE_TOPIC,
+    SALES_TOPIC,
+    SHIPMENTS_TOPIC,
+    dead_letter_topic,
+)
 from pipelines.errors import PipelinesError
 from pipelines.kafka.producer import LIBRDKAFKA_LOGGER
 from pipelines.security import AuthorizationError, KafkaSecurity, client_conf, security_for
@@ -84,9 +92,10 @@ class Grant:
 def least_privilege(producer: str = PRODUCER, pipeline: str = PIPELINE) -> tuple[Grant, ...]:
     """The ACLs of the producer and pipeline principals (the admin is a super user instead)."""
     p, q = f"User:{producer}", f"User:{pipeline}"
-    grants = [Grant(p, "topic", t, "write") for t in ("orders", "sales")]
-    grants += [Grant(q, "topic", t, "read") for t in ("orders", "sales")]
-    sinks = ("shipments", "revenue-per-minute", "customer-order-counts", "orders.dlq", "sales.dlq")
+    sources = (ORDERS_TOPIC, SALES_TOPIC)
+    grants = [Grant(p, "topic", t, "write") for t in sources]
+    grants += [Grant(q, "topic", t, "read") for t in sources]
+    sinks = (SHIPMENTS_TOPIC, REVENUE_TOPIC, CUSTOMER_COUNTS_TOPIC, *map(dead_letter_topic, sources))
     grants += [Grant(q, "topic", t, "write") for t in sinks]
     # Spark's kafka source names its groups spark-kafka-source-<uuid>-...; the Python processor's
     # default group is orders-to-shipments (a run may add a suffix); the project's readers pipelines-.

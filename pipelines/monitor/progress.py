@@ -82,9 +82,13 @@ class ProgressRecorder(StreamingQueryListener):
         if record["input_rows"] or record["dropped_by_watermark"]:
             log.info(
                 "%s batch %s: %d rows in, %d dropped as late (%d in total), watermark %s",
-                name, record["batch_id"], record["input_rows"], record["dropped_by_watermark"],
-                self.dropped_total[name], record["watermark"],
-            )  # fmt: skip
+                name,
+                record["batch_id"],
+                record["input_rows"],
+                record["dropped_by_watermark"],
+                self.dropped_total[name],
+                record["watermark"],
+            )
 
     def onQueryIdle(self, event: Any) -> None:
         pass

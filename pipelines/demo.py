@@ -280,7 +280,7 @@ def _run_spark_jobs(
                 counts = start_customer_order_counts(
                     spark,
                     bootstrap_servers=servers,
-                    topic=ORDERS_TOPIC,
+                    source_topic=ORDERS_TOPIC,
                     checkpoint=checkpoint_dir / "customer_order_counts",
                     sink="both",
                     delta_path=counts_path,

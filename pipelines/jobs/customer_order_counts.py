@@ -28,10 +28,10 @@ from pipelines.jobs.runner import (
     add_dlq_option,
     add_read_options,
     job_parser,
-    query_options,
     require_delta_path,
     run_job,
     start_dead_letters,
+    start_from_args,
 )
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.queries import QueryGroup
@@ -46,10 +46,10 @@ def start_customer_order_counts(
     spark: SparkSession,
     *,
     bootstrap_servers: str,
-    topic: str,
+    source_topic: str,
     checkpoint: Path,
     sink: str = "kafka",
-    output_topic: str = CUSTOMER_COUNTS_TOPIC,
+    sink_topic: str = CUSTOMER_COUNTS_TOPIC,
     delta_path: Path | None = None,
     dlq_topic: str | None = None,
     trigger: str = "available-now",
@@ -57,12 +57,13 @@ def start_customer_order_counts(
     max_offsets_per_trigger: int | None = None,
     dead_letters: bool = True,
 ) -> QueryGroup:
-    """Running order count and amount per customer from `topic` (update mode), as a group of queries:
+    """Running order count and amount per customer from `source_topic` (update mode), as a group of
+    queries:
 
-    * `kafka`: every changed customer to `output_topic`, keyed by `customer_id` (make it a
+    * `kafka`: every changed customer to `sink_topic`, keyed by `customer_id` (make it a
       compacted topic: the latest record per key is the current count);
     * `delta`: a MERGE by `customer_id` into `delta_path`, idempotent on replay;
-    * `dlq`: orders that do not parse, to `dlq_topic` (default `<topic>.dlq`); pass
+    * `dlq`: orders that do not parse, to `dlq_topic` (default `<source_topic>.dlq`); pass
       `dead_letters=False` when another job already dead-letters the same topic's bad records.
 
     The counts live in the query's RocksDB state (changelog checkpointing), so a restart on the
@@ -73,14 +74,14 @@ def start_customer_order_counts(
     if sink in ("delta", "both") and delta_path is None:
         raise ValueError("a Delta sink needs delta_path")
     group = QueryGroup(CUSTOMER_ORDER_COUNTS, trigger)
-    source = KafkaSource(spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger)
+    source = KafkaSource(spark, bootstrap_servers, source_topic, starting_offsets, max_offsets_per_trigger)
 
     def parsed() -> DataFrame:
         return source.read().transform(parse_orders)
 
     with group.starting():
         if dead_letters:
-            dlq = dlq_topic or dead_letter_topic(topic)
+            dlq = dlq_topic or dead_letter_topic(source_topic)
             start_dead_letters(
                 group, parsed(), bootstrap_servers=bootstrap_servers, topic=dlq, checkpoint=checkpoint
             )
@@ -90,7 +91,7 @@ def start_customer_order_counts(
                 start_kafka_sink(
                     parsed().transform(to_customer_order_counts).transform(to_customer_count_records),
                     bootstrap_servers=bootstrap_servers,
-                    topic=output_topic,
+                    topic=sink_topic,
                     checkpoint=checkpoint / "kafka",
                     trigger=group.trigger,
                     query_name=group.query_name("kafka"),
@@ -157,15 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
-        group = start_customer_order_counts(
-            spark,
-            topic=args.source_topic,
-            sink=args.sink,
-            output_topic=args.sink_topic,
-            delta_path=args.delta_path,
-            dlq_topic=args.dlq_topic,
-            **query_options(args, settings),
-        )
+        group = start_from_args(start_customer_order_counts, spark, args, settings)
         group.await_termination()
         return {"read": group.input_rows("dlq"), "checkpoint": str(args.checkpoint)}, 0
 

@@ -45,9 +45,9 @@ from pipelines.jobs.runner import (
     add_dlq_option,
     add_read_options,
     job_parser,
-    query_options,
     run_job,
     start_dead_letters,
+    start_from_args,
 )
 from pipelines.kafka.admin import list_topics
 from pipelines.queries import QueryGroup, observe_records
@@ -193,13 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
-        group = start_orders_to_shipments(
-            spark,
-            source_topic=args.source_topic,
-            sink_topic=args.sink_topic,
-            dlq_topic=args.dlq_topic,
-            **query_options(args, settings),
-        )
+        group = start_from_args(start_orders_to_shipments, spark, args, settings)
         group.await_termination()
         return {"checkpoint": str(args.checkpoint), **run_summary(group).as_dict()}, 0
 

@@ -35,10 +35,10 @@ from pipelines.jobs.runner import (
     add_dlq_option,
     add_read_options,
     job_parser,
-    query_options,
     require_delta_path,
     run_job,
     start_dead_letters,
+    start_from_args,
 )
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.monitor.progress import ProgressRecorder
@@ -285,18 +285,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any] | None, int]:
         spark.streams.addListener(ProgressRecorder(args.progress_file))
-        job = start_revenue_per_minute(
-            spark,
-            topic=args.topic,
-            delta_path=args.delta_path,
-            sink=args.sink,
-            mode=args.mode,
-            window=args.window,
-            watermark=args.watermark,
-            output_topic=args.output_topic,
-            dlq_topic=args.dlq_topic,
-            **query_options(args, settings),
-        )
+        job = start_from_args(start_revenue_per_minute, spark, args, settings)
         job.await_termination()
         if not job.available_now:
             return None, 0

@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
@@ -26,6 +26,7 @@ from pipelines.sinks import start_dead_letter_sink
 from pipelines.spark import job_error, job_log_file, session_for_job
 from pipelines.triggers import trigger_kwargs
 
+T = TypeVar("T")
 JobBody = Callable[[Settings, SparkSession], tuple[dict[str, Any] | None, int]]
 """The job itself: given the settings and the session, its summary (printed as JSON after the job's
 name; None prints nothing) and its exit status."""
@@ -131,16 +132,19 @@ def max_offsets(args: argparse.Namespace, settings: Settings) -> int | None:
     return args.max_offsets_per_trigger or settings.spark.max_offsets_per_trigger
 
 
-def query_options(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """The keyword arguments every `start_<job>` function takes from the command line:
-    bootstrap_servers, checkpoint, trigger, starting_offsets and max_offsets_per_trigger."""
-    return {
-        "bootstrap_servers": args.bootstrap_servers,
-        "checkpoint": args.checkpoint,
-        "trigger": args.trigger,
-        "starting_offsets": args.starting_offsets,
-        "max_offsets_per_trigger": max_offsets(args, settings),
-    }
+RUN_OPTIONS = frozenset({"profile", "verbose", "progress_file"})
+"""Arguments that are about the run (settings, logging, files), not the pipeline's wiring."""
+
+
+def start_from_args(
+    start: Callable[..., T], spark: SparkSession, args: argparse.Namespace, settings: Settings
+) -> T:
+    """Call the job's start function with its arguments: every job option is the keyword argument of
+    the same name (`--sink-topic` is `sink_topic=`), except the RUN_OPTIONS, and
+    `--max-offsets-per-trigger` falls back to the profile's value."""
+    options = {name: value for name, value in vars(args).items() if name not in RUN_OPTIONS}
+    options["max_offsets_per_trigger"] = max_offsets(args, settings)
+    return start(spark, **options)
 
 
 def start_dead_letters(

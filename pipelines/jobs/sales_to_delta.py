@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 
 from pipelines.config import Settings
 from pipelines.contracts import SALES_TOPIC
-from pipelines.jobs.runner import add_read_options, job_parser, query_options, run_job
+from pipelines.jobs.runner import add_read_options, job_parser, run_job, start_from_args
 from pipelines.queries import QueryGroup
 from pipelines.sinks import delta_row_count, start_delta_append
 from pipelines.sources import KafkaSource
@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
-        summary = sales_to_delta(
-            spark, topic=args.topic, delta_path=args.delta_path, **query_options(args, settings)
-        )
+        summary = start_from_args(sales_to_delta, spark, args, settings)
         return {"delta_path": str(args.delta_path), **summary.as_dict()}, 0
 
     return run_job(SALES_TO_DELTA, args, os.environ, run)

@@ -3,12 +3,14 @@ parsers run under spark-submit, `python jobs/<name>.py` and the `pipelines-<name
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pipelines.jobs import customer_order_counts, orders_to_shipments, revenue_per_minute, sales_to_delta
+from pipelines.jobs.runner import RUN_OPTIONS
 
 BASE = ["--bootstrap-servers", "127.0.0.1:9092", "--checkpoint", "ck"]
 ParseArgs = Callable[[list[str]], object]
@@ -158,3 +160,23 @@ def test_help_names_where_secured_clusters_take_their_credentials(
         parse(["--help"])
     assert exit_info.value.code == 0
     assert "PIPELINES_KAFKA__" in capsys.readouterr().out
+
+
+START = {
+    "sales_to_delta": sales_to_delta.sales_to_delta,
+    "revenue_per_minute": revenue_per_minute.start_revenue_per_minute,
+    "orders_to_shipments": orders_to_shipments.start_orders_to_shipments,
+    "customer_order_counts": customer_order_counts.start_customer_order_counts,
+}
+
+
+@pytest.mark.parametrize("job", list(ALL_JOBS))
+def test_every_option_reaches_the_start_function(job: str) -> None:
+    """`start_from_args` passes options by name: an option the start function does not take would
+    fail the job, and a parameter without an option would be unreachable from the command line."""
+    parse, extra = ALL_JOBS[job]
+    options = set(vars(parse([*BASE, *extra]))) - RUN_OPTIONS
+    parameters = set(inspect.signature(START[job]).parameters) - {"spark"}
+    assert options <= parameters
+    # Parameters only the Python API offers (make run shares orders.dlq between two jobs).
+    assert parameters - options == ({"dead_letters"} if job == "customer_order_counts" else set())

@@ -3,6 +3,15 @@
 Broker tests get a fresh topic (and consumer group) per test; streaming queries get their own
 checkpoint under `tmp_path`. Nothing here is mocked: `kafka` tests talk to a real Apache Kafka
 broker in KRaft mode that the project starts from its resolved jars.
+
+Markers come from fixtures: every fixture that starts JVMs is in tests.helpers.FIXTURE_MARKERS,
+and a test that uses one (directly or through other fixtures) gets its markers at collection, so
+`-m "not kafka and not spark"` (`make test-fast`) deselects every test that would start a JVM. Such
+a fixture fails the test before it starts anything when the test lacks its markers (it was reached
+through `request.getfixturevalue`). A test that starts JVMs some other way asks for `own_broker` (a
+broker of its own) or `own_spark` (a Spark driver of its own: spark-submit, `python jobs/<job>.py`,
+`pipelines demo`). Only `slow` is still written by hand, where a test is long without a JVM of its
+own (tests/kafka/test_processor_kill.py).
 """
 
 from __future__ import annotations
@@ -22,11 +31,25 @@ from pipelines.kafka.admin import create_topic
 from pipelines.local.broker import LocalBroker
 from pipelines.local.jvm import spark_jars
 from pipelines.spark import build_session
+from tests.helpers import FIXTURE_MARKERS, OwnSpark, require_markers, started
 
 # Spark hands timestamps to Python as naive local datetimes; the contract is UTC, so the test
 # process runs in UTC whatever the machine's zone.
 os.environ["TZ"] = "UTC"
 time.tzset()
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each test the markers of the fixtures it uses (`fixturenames` includes the fixtures of
+    its fixtures)."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, markers in FIXTURE_MARKERS.items():
+            if fixture in used:
+                for marker in markers:
+                    if item.get_closest_marker(marker) is None:
+                        item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
@@ -41,13 +64,20 @@ def jars_dir(settings: Settings) -> Path:
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[LocalBroker]:
-    """A real single-node Kafka broker (KRaft) for the whole run, stopped at the end."""
+def _session_broker(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[LocalBroker]:
     with LocalBroker(tmp_path_factory.mktemp("broker"), jars_dir) as broker:
         yield broker
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
+def kafka_broker(request: pytest.FixtureRequest) -> LocalBroker:
+    """A real single-node Kafka broker (KRaft) for the whole run, started by the first test that
+    needs it and stopped at the end."""
+    broker: LocalBroker = started(request, "_session_broker")
+    return broker
+
+
+@pytest.fixture
 def bootstrap(kafka_broker: LocalBroker) -> str:
     return kafka_broker.bootstrap_servers
 
@@ -76,10 +106,9 @@ def group_id(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def spark(
+def _session_spark(
     jars_dir: Path, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SparkSession]:
-    """The test run's one SparkSession: local[2], 2 shuffle partitions, UI off, UTC, local jars."""
     session = build_session(
         "pipelines-tests",
         master="local[2]",
@@ -91,3 +120,39 @@ def spark(
     )
     yield session
     session.stop()
+
+
+@pytest.fixture
+def spark(request: pytest.FixtureRequest) -> SparkSession:
+    """The test run's one SparkSession: local[2], 2 shuffle partitions, UI off, UTC, local jars;
+    started by the first test that needs it and stopped at the end."""
+    session: SparkSession = started(request, "_session_spark")
+    return session
+
+
+@pytest.fixture
+def own_broker(
+    request: pytest.FixtureRequest, tmp_path: Path, jars_dir: Path
+) -> Iterator[Callable[..., LocalBroker]]:
+    """Factory: `own_broker(directory=tmp_path / "broker", **options)` is a LocalBroker of the
+    test's own, besides the run's broker (starting it, or a `pipelines` command on its folder,
+    starts another Kafka JVM). Any of them still running at the end is stopped."""
+    require_markers(request)
+    made: list[LocalBroker] = []
+
+    def make(directory: Path | None = None, **options: object) -> LocalBroker:
+        made.append(LocalBroker(directory or tmp_path / "broker", jars_dir, **options))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for broker in made:
+        if broker.running() is not None:
+            broker.stop()
+
+
+@pytest.fixture
+def own_spark(request: pytest.FixtureRequest) -> OwnSpark:
+    """For a test that starts a Spark driver of its own (spark-submit, `python jobs/<job>.py`,
+    `pipelines demo`): the command lines (tests.helpers.OwnSpark)."""
+    require_markers(request)
+    return OwnSpark()

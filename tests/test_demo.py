@@ -16,11 +16,11 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO
@@ -30,11 +30,8 @@ import pytest
 from pipelines.generators.ledger import LedgerEntry, read_ledger
 from pipelines.local.broker import LocalBroker
 from pipelines.paths import PROJECT_ROOT
-from tests.jobs.test_revenue_ledger import expected_windows
+from tests.helpers import PIPELINES, event_time, expected_windows, windows_of
 
-pytestmark = [pytest.mark.kafka, pytest.mark.spark, pytest.mark.slow]
-
-PIPELINES = str(Path(sys.executable).parent / "pipelines")
 COUNT = "600"
 
 
@@ -83,28 +80,26 @@ def first_commit(checkpoints: Path) -> bool:
 
 
 def event_times(entries: list[LedgerEntry]) -> list[datetime]:
-    return [
-        datetime.strptime(json.loads(e.value)["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-        for e in entries
-        if e.kind == "valid"
-    ]
+    return [event_time(e) for e in entries if e.kind == "valid"]
 
 
 def late_per_window(entries: list[LedgerEntry]) -> dict[tuple[datetime, str], int]:
     late: dict[tuple[datetime, str], int] = defaultdict(int)
     for e in entries:
         if e.kind == "late":
-            doc = json.loads(e.value)
-            at = datetime.strptime(doc["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-            late[(at.replace(second=0, microsecond=0), doc["category"])] += 1
+            minute = event_time(e).replace(second=0, microsecond=0)
+            late[(minute, json.loads(e.value)["category"])] += 1
     return late
 
 
-def test_demo_interrupted_then_run_again_accounts_for_every_event(tmp_path: Path, jars_dir: Path) -> None:
+@pytest.mark.usefixtures("own_spark")  # the demo runs its own Spark driver
+def test_demo_interrupted_then_run_again_accounts_for_every_event(
+    tmp_path: Path, own_broker: Callable[..., LocalBroker]
+) -> None:
     from deltalake import DeltaTable
 
     env = demo_env(tmp_path)
-    broker = LocalBroker(tmp_path / "broker", jars_dir)
+    broker = own_broker(tmp_path / "broker")  # the demo's own, started and stopped by the demo
 
     # Run 1, interrupted by Ctrl-C once the revenue job has committed a batch.
     run1 = subprocess.Popen(
@@ -159,7 +154,7 @@ def test_demo_interrupted_then_run_again_accounts_for_every_event(tmp_path: Path
     # Every valid event of both runs in the Delta table exactly once; a late event may be in it
     # (when the watermark had not passed its window yet) or not (dropped as late), never twice.
     rows = DeltaTable(str(tmp_path / "data" / "revenue_per_minute")).to_pyarrow_table().to_pylist()
-    got = {(r["window_start"], r["category"]): (r["revenue"], r["sales_count"]) for r in rows}
+    got = windows_of(rows)
     assert len(got) == len(rows), "a (window, category) was written twice"
     expected = expected_windows([*first, *second])
     late = late_per_window([*first, *second])

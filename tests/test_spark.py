@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql.types import DecimalType, StringType, StructField, StructType, TimestampType
@@ -21,6 +20,7 @@ from pipelines.spark import (
     session_conf,
     spark_failure,
 )
+from tests.helpers import read_kafka_batch
 
 
 def test_session_conf_for_a_local_run() -> None:
@@ -88,14 +88,12 @@ def test_verbose_shows_sparks_info_log_on_the_terminal(tmp_path: Path) -> None:
     assert "-Dpipelines.console.level=info" in loud["spark.driver.extraJavaOptions"]
 
 
-@pytest.mark.spark
 def test_running_session_is_utc_with_delta(spark: SparkSession) -> None:
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
     assert spark.conf.get("spark.sql.extensions") == "io.delta.sql.DeltaSparkSessionExtension"
     assert spark.conf.get("spark.jars.packages", None) in (None, "")
 
 
-@pytest.mark.spark
 def test_delta_round_trip(spark: SparkSession, tmp_path: Path) -> None:
     schema = StructType(
         [
@@ -116,8 +114,6 @@ def test_delta_round_trip(spark: SparkSession, tmp_path: Path) -> None:
     assert (tmp_path / "t" / "_delta_log" / "00000000000000000000.json").is_file()
 
 
-@pytest.mark.spark
-@pytest.mark.kafka
 def test_kafka_source_reads_the_real_broker(
     spark: SparkSession, bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
@@ -125,12 +121,6 @@ def test_kafka_source_reads_the_real_broker(
     records = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(20)]
     report = produce_all(make_producer(bootstrap), topic, records)
     expected = sorted((d.key, d.value, d.partition, d.offset) for d in report.delivered)
-    df = (
-        spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", bootstrap)
-        .option("subscribe", topic)
-        .option("startingOffsets", "earliest")
-        .load()
-    )
+    df = read_kafka_batch(spark, bootstrap, topic)
     got = sorted((bytes(r.key), bytes(r.value), r.partition, r.offset) for r in df.collect())
     assert got == expected

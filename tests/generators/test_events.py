@@ -26,8 +26,8 @@ from pipelines.generators.events import (
     fault_counts,
     generate_events,
 )
+from tests.helpers import CONTRACT_TIMESTAMP, event_time
 
-CONTRACT_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 TWO_DECIMALS = re.compile(rb'"amount":-?\d+\.\d{2}[,}]')
 
 
@@ -63,10 +63,6 @@ def expected_reason(value: bytes, fields: tuple[str, ...]) -> str | None:
     except ValueError:
         return "bad_timestamp"
     return None
-
-
-def event_time(event: GeneratedEvent) -> datetime:
-    return datetime.strptime(json.loads(event.value)["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z")
 
 
 def fingerprint(events: list[GeneratedEvent]) -> list[tuple[object, ...]]:

@@ -4,47 +4,36 @@ same seed and arguments give the same ledger even with other producer settings."
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.errors import PipelinesError
 from pipelines.generators.events import GeneratedEvent, generate_events
-from pipelines.generators.ledger import read_ledger
+from pipelines.generators.ledger import LedgerEntry, read_ledger
 from pipelines.generators.publish import publish_events
-from pipelines.kafka.admin import end_offsets, read_range
 from pipelines.kafka.producer import make_producer
-
-PIPELINES = str(Path(sys.executable).with_name("pipelines"))
-runner = CliRunner()
-
-Record = tuple[int, int, bytes | None, bytes]
-
-
-def read_whole_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Record]:
-    """Every record of every partition, from offset 0 to the end offsets at the time of the call, as
-    (partition, offset, key, value); fails if the deadline passes first."""
-    messages = read_range(bootstrap, topic, {}, end_offsets(bootstrap, topic), timeout_s=timeout_s)
-    return [(m.partition(), m.offset(), m.key(), m.value() or b"") for m in messages]
+from tests.helpers import Record, pipelines, read_topic, runner
 
 
 def assert_dense(records: list[Record]) -> None:
     by_partition: dict[int, list[int]] = {}
-    for partition, offset, _, _ in records:
-        by_partition.setdefault(partition, []).append(offset)
+    for r in records:
+        by_partition.setdefault(r.partition, []).append(r.offset)
     for offsets in by_partition.values():
         assert sorted(offsets) == list(range(len(offsets)))
 
 
-@pytest.mark.kafka
+def placed(entries: list[LedgerEntry]) -> set[tuple[int | None, int | None, bytes | None, bytes]]:
+    """(partition, offset, key, value) of every ledger entry: where the broker said it put what."""
+    return {(e.partition, e.offset, e.key, e.value) for e in entries}
+
+
 def test_generate_orders_the_topic_holds_exactly_the_ledger(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_path: Path
+    bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     topic = new_topic(partitions=3)
     ledger = tmp_path / "ledger.jsonl"
@@ -65,14 +54,13 @@ def test_generate_orders_the_topic_holds_exactly_the_ledger(
         (e.key, e.value, e.kind, e.reason, e.late_by_ms) for e in expected
     ]
     # ... and the topic holds exactly the ledger: same records at the same partitions and offsets.
-    records = read_whole_topic(bootstrap, topic)
+    records = read_topic(bootstrap, topic)
     assert len(records) == 3000
-    assert set(records) == {(e.partition, e.offset, e.key, e.value) for e in entries}
+    assert {r.placed for r in records} == placed(entries)
     assert_dense(records)
     assert {e.partition for e in entries} == {0, 1, 2}
 
 
-@pytest.mark.kafka
 def test_same_seed_same_ledger_whatever_the_producer_settings(
     bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -95,24 +83,11 @@ def test_same_seed_same_ledger_whatever_the_producer_settings(
     ):
         topic = new_topic(partitions=3)
         ledger = tmp_path / f"ledger-{run}.jsonl"
-        done = subprocess.run(
-            [
-                *(
-                    PIPELINES,
-                    "generate",
-                    "sales",
-                    "--count",
-                    "800",
-                    "--seed",
-                    "3",
-                    "--malformed-fraction",
-                    "0.02",
-                ),
-                *("--ledger", str(ledger), "--topic", topic, "--bootstrap-servers", bootstrap, *knobs),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
+        done = pipelines(
+            *("generate", "sales", "--count", "800", "--seed", "3", "--malformed-fraction", "0.02"),
+            *("--ledger", str(ledger), "--topic", topic, *knobs),
+            bootstrap=bootstrap,
+            columns=None,
         )
         assert done.returncode == 0, done.stderr
         lines = done.stderr.splitlines()
@@ -130,7 +105,6 @@ def test_same_seed_same_ledger_whatever_the_producer_settings(
     assert ledgers[0].count(b"\n") == 800
 
 
-@pytest.mark.kafka
 def test_rate_paces_the_command(bootstrap: str, new_topic: Callable[..., str]) -> None:
     topic = new_topic(partitions=1)
     result = runner.invoke(
@@ -141,7 +115,6 @@ def test_rate_paces_the_command(bootstrap: str, new_topic: Callable[..., str]) -
     assert seconds >= 0.2  # 21 events at 100/s: the last leaves 0.2 s after the first
 
 
-@pytest.mark.kafka
 def test_a_missing_topic_is_a_one_line_error_before_anything_is_sent(bootstrap: str) -> None:
     result = runner.invoke(app, ["generate", "sales", "--topic", "no-such-topic", "-b", bootstrap])
     assert result.exit_code == 1
@@ -152,9 +125,8 @@ def test_a_missing_topic_is_a_one_line_error_before_anything_is_sent(bootstrap: 
     )
 
 
-@pytest.mark.kafka
 def test_an_interrupted_run_leaves_a_true_ledger(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_path: Path
+    bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     topic = new_topic(partitions=2)
     ledger = tmp_path / "ledger.jsonl"
@@ -170,9 +142,7 @@ def test_an_interrupted_run_leaves_a_true_ledger(
     entries = read_ledger(ledger)
     assert [e.seq for e in entries] == list(range(250))
     assert all(e.acknowledged for e in entries)
-    assert set(read_whole_topic(bootstrap, topic)) == {
-        (e.partition, e.offset, e.key, e.value) for e in entries
-    }
+    assert {r.placed for r in read_topic(bootstrap, topic)} == placed(entries)
 
 
 def test_undeliverable_events_are_in_the_ledger_with_their_error(tmp_path: Path) -> None:
@@ -228,8 +198,6 @@ def test_bad_arguments_are_one_line_errors(args: list[str], message: str) -> Non
 
 
 def test_the_console_script_prints_bad_arguments_on_one_line_without_a_traceback() -> None:
-    done = subprocess.run(
-        [PIPELINES, "generate", "sales", "--late-fraction", "1.5"], capture_output=True, text=True, timeout=60
-    )
+    done = pipelines("generate", "sales", "--late-fraction", "1.5", timeout_s=60, columns=None)
     assert done.returncode == 1
     assert done.stderr == "error: --late-fraction must be between 0 and 1, not 1.5\n"

@@ -3,22 +3,17 @@ after the latest valid event, after every event (so a windowed job can close its
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-
-import pytest
 
 from pipelines.cli import app
 from pipelines.generators.ledger import read_ledger
-from tests.generators.test_generate_command import read_whole_topic, runner
-
-pytestmark = pytest.mark.kafka
+from tests.helpers import contract_timestamp, event_time, read_topic, runner
 
 
 def test_heartbeats_follow_the_events_on_every_partition(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_path: Path
+    bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     topic = new_topic(partitions=3)
     ledger = tmp_path / "ledger.jsonl"
@@ -30,20 +25,16 @@ def test_heartbeats_follow_the_events_on_every_partition(
     assert result.exit_code == 0, (result.output, result.exception)
     assert "sent 3 heartbeat(s)" in result.stderr
 
-    latest = max(
-        datetime.strptime(json.loads(e.value)["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-        for e in read_ledger(ledger)
-        if e.kind == "valid"
-    )
-    beat_at = (latest + timedelta(seconds=90)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    records = read_whole_topic(bootstrap, topic)
+    latest = max(event_time(e) for e in read_ledger(ledger) if e.kind == "valid")
+    beat_at = contract_timestamp(latest + timedelta(seconds=90))
+    records = read_topic(bootstrap, topic)
     assert len(records) == 503
-    heartbeats = sorted((p, v) for p, _, k, v in records if k == b"heartbeat")
+    heartbeats = sorted((r.partition, r.value) for r in records if r.key == b"heartbeat")
     expected_value = f'{{"heartbeat":true,"timestamp":"{beat_at}"}}'.encode()
     assert heartbeats == [(0, expected_value), (1, expected_value), (2, expected_value)]
     # Each heartbeat is the last record of its partition.
-    last = {p: max(o for q, o, _, _ in records if q == p) for p in (0, 1, 2)}
-    assert all(k == b"heartbeat" for p, o, k, _ in records if o == last[p])
+    last = {p: max(r.offset for r in records if r.partition == p) for p in (0, 1, 2)}
+    assert all(r.key == b"heartbeat" for r in records if r.offset == last[r.partition])
 
 
 def test_heartbeat_is_refused_for_orders(bootstrap: str, new_topic: Callable[..., str]) -> None:

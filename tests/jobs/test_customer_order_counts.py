@@ -10,7 +10,6 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from pyspark.sql import SparkSession
 
 from pipelines.generators.events import generate_events
@@ -18,9 +17,7 @@ from pipelines.generators.ledger import LedgerEntry, read_ledger
 from pipelines.generators.publish import publish_events
 from pipelines.jobs.customer_order_counts import read_customer_state, start_customer_order_counts
 from pipelines.kafka.producer import make_producer
-from tests.generators.test_generate_command import read_whole_topic
-
-pytestmark = [pytest.mark.kafka, pytest.mark.spark]
+from tests.helpers import read_topic, run_to_end
 
 
 def expected_counts(entries: list[LedgerEntry]) -> dict[str, tuple[int, Decimal]]:
@@ -38,29 +35,24 @@ def expected_counts(entries: list[LedgerEntry]) -> dict[str, tuple[int, Decimal]
 
 def run_once(spark: SparkSession, bootstrap: str, topic: str, out: str, dlq: str, tmp_path: Path) -> None:
     queries = start_customer_order_counts(
-        spark, bootstrap_servers=bootstrap, topic=topic, checkpoint=tmp_path / "checkpoint", sink="both",
-        output_topic=out, delta_path=tmp_path / "counts", dlq_topic=dlq, trigger="available-now",
+        spark, bootstrap_servers=bootstrap, source_topic=topic, checkpoint=tmp_path / "checkpoint",
+        sink="both", sink_topic=out, delta_path=tmp_path / "counts", dlq_topic=dlq, trigger="available-now",
         max_offsets_per_trigger=700,
     )  # fmt: skip
-    try:
-        for q in queries.values():
-            q.awaitTermination()
-    finally:
-        for q in queries.values():
-            q.stop()
+    run_to_end(queries)
 
 
-def latest_per_key(bootstrap: str, topic: str, group: str) -> dict[str, tuple[int, Decimal]]:
+def latest_per_key(bootstrap: str, topic: str) -> dict[str, tuple[int, Decimal]]:
     latest: dict[str, tuple[int, Decimal]] = {}
-    for _, _, key, value in sorted(read_whole_topic(bootstrap, topic), key=lambda r: (r[0], r[1])):
-        doc = json.loads(value, parse_float=Decimal)
-        assert key is not None and key.decode() == doc["customer_id"]
+    for record in sorted(read_topic(bootstrap, topic), key=lambda r: (r.partition, r.offset)):
+        doc = json.loads(record.value or b"", parse_float=Decimal)
+        assert record.key is not None and record.key.decode() == doc["customer_id"]
         latest[doc["customer_id"]] = (doc["order_count"], Decimal(doc["total_amount"]))
     return latest
 
 
 def test_counts_survive_a_restart_and_match_the_ledger_everywhere(
-    spark: SparkSession, bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_path: Path
+    spark: SparkSession, bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     topic, dlq = new_topic(partitions=3), new_topic(partitions=1)
     out = new_topic(partitions=3, **{"cleanup.policy": "compact"})
@@ -83,7 +75,7 @@ def test_counts_survive_a_restart_and_match_the_ledger_everywhere(
     table = {r["customer_id"]: (r["order_count"], r["total_amount"])
              for r in spark.read.format("delta").load(str(tmp_path / "counts")).collect()}  # fmt: skip
     assert table == expected
-    assert latest_per_key(bootstrap, out, group_id) == expected
+    assert latest_per_key(bootstrap, out) == expected
     state = {r["customer_id"]: (r["order_count"], r["total_amount"])
              for r in read_customer_state(spark, tmp_path / "checkpoint" / "merge").collect()}  # fmt: skip
     assert state == expected

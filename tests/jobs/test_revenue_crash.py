@@ -3,18 +3,13 @@ same checkpoint, and the Delta table still equals the ledger: nothing missing, n
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable
-from datetime import UTC, timedelta
 from pathlib import Path
 
-import pytest
 from pyspark.sql import SparkSession
 
 from pipelines.generators.events import generate_events
@@ -22,11 +17,14 @@ from pipelines.generators.ledger import read_ledger
 from pipelines.generators.publish import publish_events
 from pipelines.jobs.revenue_per_minute import start_revenue_per_minute
 from pipelines.kafka.producer import make_producer, produce_all
-from pipelines.paths import PROJECT_ROOT
-from tests.jobs.test_revenue_ledger import expected_windows
-from tests.jobs.test_revenue_per_minute import wait_until
-
-pytestmark = [pytest.mark.kafka, pytest.mark.spark, pytest.mark.slow]
+from tests.helpers import (
+    OwnSpark,
+    expected_windows,
+    heartbeat_after,
+    wait_until,
+    wait_while_running,
+    windows_of,
+)
 
 
 def committed_batches(progress_file: Path) -> int:
@@ -38,7 +36,7 @@ def committed_batches(progress_file: Path) -> int:
 
 
 def test_sigkill_mid_stream_then_restart_equals_the_ledger(
-    spark: SparkSession, bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
+    spark: SparkSession, own_spark: OwnSpark, bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     topic, dlq = new_topic(partitions=3), new_topic(partitions=1)
     publish_events(
@@ -47,31 +45,22 @@ def test_sigkill_mid_stream_then_restart_equals_the_ledger(
     )  # fmt: skip
     entries = read_ledger(tmp_path / "ledger.jsonl")
     expected = expected_windows(entries)
-    last = max(minute for minute, _ in expected)
-    beat = (last + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    produce_all(
-        make_producer(bootstrap),
-        topic,
-        [(b"heartbeat", f'{{"heartbeat":true,"timestamp":"{beat}"}}'.encode())],
-    )
+    produce_all(make_producer(bootstrap), topic, [heartbeat_after(expected)])
 
     checkpoint, table = tmp_path / "checkpoint", tmp_path / "revenue"
-    progress = tmp_path / "progress.jsonl"
+    progress, log = tmp_path / "progress.jsonl", tmp_path / "job.log"
     job = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "jobs" / "revenue_per_minute.py"),
-         "--bootstrap-servers", bootstrap, "--topic", topic, "--dlq-topic", dlq,
-         "--delta-path", str(table), "--checkpoint", str(checkpoint), "--progress-file", str(progress),
-         "--trigger", "processing-time=0 seconds", "--max-offsets-per-trigger", "300"],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "job.log").open("w"), start_new_session=True,
+        own_spark.job(
+            "revenue_per_minute.py",
+            *("--bootstrap-servers", bootstrap, "--topic", topic, "--dlq-topic", dlq),
+            *("--delta-path", str(table), "--checkpoint", str(checkpoint), "--progress-file", str(progress)),
+            *("--trigger", "processing-time=0 seconds", "--max-offsets-per-trigger", "300"),
+        ),
+        stdout=subprocess.DEVNULL, stderr=log.open("w"), start_new_session=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 180
     try:
         # Mid-stream: some batches are committed, most of the 6,001 records are not read yet.
-        while committed_batches(progress) < 3:
-            assert job.poll() is None, (tmp_path / "job.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the job committed no batches in time"
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                job.wait(timeout=0.5)  # paces the checks; returns at once if the job dies
+        wait_while_running(lambda: committed_batches(progress) >= 3, job, "three committed batches", log, 180)
     finally:
         os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM, with no chance to clean up
         job.wait(timeout=30)
@@ -93,8 +82,6 @@ def test_sigkill_mid_stream_then_restart_equals_the_ledger(
     finally:
         restarted.stop()
     rows = spark.read.format("delta").load(str(table)).collect()
-    got = {
-        (r["window_start"].replace(tzinfo=UTC), r["category"]): (r["revenue"], r["sales_count"]) for r in rows
-    }
+    got = windows_of(rows)
     assert len(rows) == len(expected)  # no (window, category) written twice
     assert got == expected

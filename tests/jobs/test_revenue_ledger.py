@@ -5,41 +5,27 @@ reason the generator recorded."""
 
 from __future__ import annotations
 
-import json
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from pyspark.sql import SparkSession
 
 from pipelines.generators.events import generate_events
-from pipelines.generators.ledger import LedgerEntry, read_ledger
+from pipelines.generators.ledger import read_ledger
 from pipelines.generators.publish import publish_events
 from pipelines.jobs.revenue_per_minute import RevenueJob, start_revenue_per_minute
 from pipelines.kafka.producer import make_producer, produce_all
-from tests.jobs.test_revenue_per_minute import read_topic, wait_until
-
-pytestmark = [pytest.mark.kafka, pytest.mark.spark]
-
-START = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
-
-
-def expected_windows(entries: list[LedgerEntry]) -> dict[tuple[datetime, str], tuple[Decimal, int]]:
-    """Revenue and count per (minute, category) of the valid events, in plain Python."""
-    totals: dict[tuple[datetime, str], list[object]] = defaultdict(lambda: [Decimal("0.00"), 0])
-    for e in entries:
-        if e.kind != "valid":
-            continue
-        doc = json.loads(e.value, parse_float=Decimal)
-        at = datetime.strptime(doc["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-        minute = at.replace(second=0, microsecond=0)
-        total = totals[(minute, doc["category"])]
-        total[0] = Decimal(total[0]) + Decimal(doc["amount"])  # type: ignore[operator]
-        total[1] = int(total[1]) + 1  # type: ignore[call-overload]
-    return {k: (Decimal(v[0]), int(v[1])) for k, v in totals.items()}  # type: ignore[call-overload]
+from tests.helpers import (
+    event_time,
+    expected_windows,
+    heartbeat_after,
+    letter_reasons,
+    read_topic,
+    wait_until,
+    windows_of,
+)
 
 
 def test_delta_table_equals_the_ledger_totals(
@@ -54,10 +40,7 @@ def test_delta_table_equals_the_ledger_totals(
         producer, topic, generate_events("sales", 1500, seed=31), ledger=tmp_path / "a.jsonl"
     )
     a_entries = read_ledger(tmp_path / "a.jsonl")
-    a_end = max(
-        datetime.strptime(json.loads(e.value)["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-        for e in a_entries
-    )
+    a_end = max(event_time(e) for e in a_entries)
     events_b = generate_events(
         "sales",
         3000,
@@ -88,9 +71,7 @@ def test_delta_table_equals_the_ledger_totals(
     entries = a_entries + b_entries
     expected = expected_windows(entries)
     # A heartbeat far ahead closes every window, as the quiet end of a real stream would.
-    last = max(minute for minute, _ in expected)
-    beat = (last + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    produce_all(producer, topic, [(b"heartbeat", f'{{"heartbeat":true,"timestamp":"{beat}"}}'.encode())])
+    produce_all(producer, topic, [heartbeat_after(expected)])
     table_path = tmp_path / "revenue"
     second = start()
     try:
@@ -105,9 +86,7 @@ def test_delta_table_equals_the_ledger_totals(
     assert part_a.produce.failed == [] and part_b.produce.failed == []
 
     rows = spark.read.format("delta").load(str(tmp_path / "revenue")).collect()
-    got = {
-        (r["window_start"].replace(tzinfo=UTC), r["category"]): (r["revenue"], r["sales_count"]) for r in rows
-    }
+    got = windows_of(rows)
     assert got == expected
     assert all(r["window_end"] - r["window_start"] == timedelta(minutes=1) for r in rows)
     assert len(rows) == len(got)  # no duplicate (window, category) rows
@@ -124,6 +103,6 @@ def test_delta_table_equals_the_ledger_totals(
     assert one.aggregated + two.aggregated == len(a_entries) + kinds["valid"]
 
     malformed = {e.key: e.reason for e in entries if e.kind == "malformed"}
-    letters = read_topic(bootstrap, dlq, len(malformed))
-    reasons = {m.key(): dict(m.headers())["error.reason"].decode() for m in letters}  # type: ignore[attr-defined]
-    assert reasons == malformed
+    letters = read_topic(bootstrap, dlq)
+    assert len(letters) == len(malformed)
+    assert letter_reasons(letters) == malformed

@@ -3,45 +3,24 @@ the dead-letter topic with its reason, late rows accounted for, windows closed b
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from chispa import assert_df_equality
-from confluent_kafka import Consumer
 from pyspark.sql import SparkSession
 
-from pipelines.contracts import REVENUE_PER_MINUTE_SCHEMA
+from pipelines.contracts import (
+    HEADER_DETAIL,
+    HEADER_REASON,
+    HEADER_SOURCE_OFFSET,
+    HEADER_SOURCE_PARTITION,
+    HEADER_SOURCE_TOPIC,
+    REVENUE_PER_MINUTE_SCHEMA,
+)
 from pipelines.jobs.revenue_per_minute import RevenueRunSummary, start_revenue_per_minute
 from pipelines.kafka.producer import make_producer, produce_all
-
-pytestmark = [pytest.mark.kafka, pytest.mark.spark]
-
-REVENUE = REVENUE_PER_MINUTE_SCHEMA
-
-
-def t(minute: int, second: int = 0, ms: int = 0) -> datetime:
-    return datetime(2026, 11, 27, 10, minute, second, ms * 1000, tzinfo=UTC)
-
-
-def ts(minute: int, second: int = 0, ms: int = 0) -> str:
-    return t(minute, second, ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z"
-
-
-def sale(sale_id: str, category: str, amount: str, at: str) -> tuple[bytes, bytes]:
-    value = (
-        f'{{"sale_id":"{sale_id}","order_id":"o-{sale_id}","category":"{category}",'
-        f'"amount":{amount},"currency":"EUR","timestamp":"{at}"}}'
-    )
-    return sale_id.encode(), value.encode()
-
-
-def heartbeat(at: str) -> tuple[bytes, bytes]:
-    return b"heartbeat", f'{{"heartbeat":true,"timestamp":"{at}"}}'.encode()
-
+from tests.helpers import dead_letter_headers, heartbeat, read_topic, sale, t, ts, wait_until
 
 MALFORMED: list[tuple[tuple[bytes | None, bytes], str]] = [
     ((b"m1", b"{not json"), "invalid_json"),
@@ -58,36 +37,8 @@ MALFORMED: list[tuple[tuple[bytes | None, bytes], str]] = [
 ]  # fmt: skip
 
 
-def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0) -> list[object]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}-{time.time_ns()}",
-         "auto.offset.reset": "earliest", "enable.auto.commit": False}
-    )  # fmt: skip
-    consumer.subscribe([topic])
-    got: list[object] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(got) < expected and time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is not None and msg.error() is None:
-                got.append(msg)
-    finally:
-        consumer.close()
-    return got
-
-
 def delta_rows(spark: SparkSession, path: Path) -> int:
     return spark.read.format("delta").load(str(path)).count()
-
-
-def wait_until(condition: Callable[[], bool], query: object, what: str, timeout_s: float = 60.0) -> None:
-    """Wait for `condition` with a deadline, pacing checks on the query's own termination wait."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not appear within {timeout_s} s")
-        if query.awaitTermination(0.25):  # type: ignore[attr-defined]
-            raise AssertionError(f"the query stopped before {what} appeared")
 
 
 def test_windows_dead_letters_late_rows_and_heartbeat_close(
@@ -138,7 +89,7 @@ def test_windows_dead_letters_late_rows_and_heartbeat_close(
             # went quiet: without it this window would wait for the next sale.
             (t(2), t(3), "garden", Decimal("1.00"), 1),
         ],
-        REVENUE,
+        REVENUE_PER_MINUTE_SCHEMA,
     )
     assert_df_equality(table, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -156,11 +107,12 @@ def test_windows_dead_letters_late_rows_and_heartbeat_close(
     assert summary.reconciles
     assert 1 <= summary.spark_dropped_by_watermark <= 2  # after partial aggregation: up to one per group
 
-    letters = read_topic(bootstrap, dlq, len(MALFORMED))
+    letters = read_topic(bootstrap, dlq)
+    assert len(letters) == len(MALFORMED)
     got = {}
-    for msg in letters:
-        headers = {k: (v or b"").decode() for k, v in (msg.headers() or [])}  # type: ignore[attr-defined]
-        got[msg.key()] = (msg.value(), headers["error.reason"], headers["source.topic"])  # type: ignore[attr-defined]
-        assert headers["error.detail"]
-        assert int(headers["source.offset"]) >= 0 and headers["source.partition"] in ("0", "1")
+    for letter in letters:
+        headers = dead_letter_headers(letter)
+        got[letter.key] = (letter.value, headers[HEADER_REASON], headers[HEADER_SOURCE_TOPIC])
+        assert headers[HEADER_DETAIL]
+        assert int(headers[HEADER_SOURCE_OFFSET]) >= 0 and headers[HEADER_SOURCE_PARTITION] in ("0", "1")
     assert got == {key: (value, reason, topic) for (key, value), reason in MALFORMED}

@@ -8,18 +8,15 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 
+from pipelines.contracts import REVENUE_PER_MINUTE_SCHEMA as REVENUE
 from pipelines.jobs.revenue_per_minute import start_revenue_per_minute
 from pipelines.kafka.producer import make_producer, produce_all
 from pipelines.monitor.progress import ProgressRecorder
 from pipelines.sinks import merge_into_delta
-from tests.generators.test_generate_command import read_whole_topic
-from tests.jobs.test_revenue_per_minute import REVENUE, heartbeat, sale, t, ts, wait_until
-
-pytestmark = [pytest.mark.kafka, pytest.mark.spark]
+from tests.helpers import heartbeat, read_topic, sale, t, ts, wait_until
 
 SALES = [
     sale("a1", "books", "1.25", ts(0, 1)),
@@ -54,8 +51,8 @@ def test_kafka_sink_sends_updates_keyed_by_window_and_category(
         job.stop()
         spark.streams.removeListener(recorder)
 
-    records = sorted(read_whole_topic(bootstrap, out), key=lambda r: (r[0], r[1]))
-    latest = {key: json.loads(value, parse_float=Decimal) for _, _, key, value in records}
+    records = sorted(read_topic(bootstrap, out), key=lambda r: (r.partition, r.offset))
+    latest = {r.key: json.loads(r.value or b"", parse_float=Decimal) for r in records}
     assert latest == {
         b"2026-11-27T10:00:00.000Z|books": {"window_start": "2026-11-27T10:00:00.000Z",
             "window_end": "2026-11-27T10:01:00.000Z", "category": "books", "revenue": Decimal("3.75"),
@@ -68,7 +65,7 @@ def test_kafka_sink_sends_updates_keyed_by_window_and_category(
             "sales_count": 1},
     }  # fmt: skip
     # Every update of one window and category went to the same partition, in order.
-    assert all(len({p for p, _, k, _ in records if k == key}) == 1 for key in latest)
+    assert all(len({r.partition for r in records if r.key == key}) == 1 for key in latest)
 
     lines = [json.loads(line) for line in progress.read_text().splitlines()]
     mine = [p for p in lines if p["query"] == "revenue_per_minute_kafka"]
@@ -87,23 +84,23 @@ def test_update_mode_merges_open_windows_into_delta(
         bootstrap_servers=bootstrap, topic=topic, checkpoint=tmp_path / "checkpoint",
         delta_path=tmp_path / "live", mode="update", dlq_topic=dlq, trigger="available-now",
     )  # fmt: skip
-    first = start_revenue_per_minute(spark, **args)  # type: ignore[arg-type]
-    first.await_termination()
-    # Open windows are visible at once in update mode, and change as sales arrive.
-    expected = spark.createDataFrame(
-        [(t(0), t(1), "books", Decimal("3.75"), 2), (t(0), t(1), "toys", Decimal("3.00"), 1)], REVENUE
-    )
-    table = spark.read.format("delta").load(str(tmp_path / "live"))
-    assert_df_equality(table, expected, ignore_row_order=True, ignore_nullable=True, ignore_column_order=True)
 
+    def assert_table_after_a_run(books_revenue: str, books_count: int) -> None:
+        start_revenue_per_minute(spark, **args).await_termination()  # type: ignore[arg-type]
+        expected = spark.createDataFrame(
+            [(t(0), t(1), "books", Decimal(books_revenue), books_count),
+             (t(0), t(1), "toys", Decimal("3.00"), 1)],
+            REVENUE,
+        )  # fmt: skip
+        table = spark.read.format("delta").load(str(tmp_path / "live"))
+        assert_df_equality(
+            table, expected, ignore_row_order=True, ignore_nullable=True, ignore_column_order=True
+        )
+
+    # Open windows are visible at once in update mode, and change as sales arrive.
+    assert_table_after_a_run("3.75", 2)
     produce_all(make_producer(bootstrap), topic, [sale("b1", "books", "10.00", ts(0, 55))])
-    second = start_revenue_per_minute(spark, **args)  # type: ignore[arg-type]
-    second.await_termination()
-    expected = spark.createDataFrame(
-        [(t(0), t(1), "books", Decimal("13.75"), 3), (t(0), t(1), "toys", Decimal("3.00"), 1)], REVENUE
-    )
-    table = spark.read.format("delta").load(str(tmp_path / "live"))
-    assert_df_equality(table, expected, ignore_row_order=True, ignore_nullable=True, ignore_column_order=True)
+    assert_table_after_a_run("13.75", 3)
 
 
 def test_merge_is_idempotent_on_replay(spark: SparkSession, tmp_path: Path) -> None:
@@ -116,12 +113,14 @@ def test_merge_is_idempotent_on_replay(spark: SparkSession, tmp_path: Path) -> N
     merge(batch, 7)
     merge(batch, 7)
     merge(replayed, 7)
-    assert [
-        (r["revenue"], r["sales_count"]) for r in spark.read.format("delta").load(str(path)).collect()
-    ] == [(Decimal("1.00"), 1)]
+
+    def table() -> list[tuple[Decimal, int]]:
+        return [
+            (r["revenue"], r["sales_count"]) for r in spark.read.format("delta").load(str(path)).collect()
+        ]
+
+    assert table() == [(Decimal("1.00"), 1)]
     merges = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").filter("operation = 'MERGE'").count()
     assert merges == 1
     merge(replayed, 8)
-    assert [
-        (r["revenue"], r["sales_count"]) for r in spark.read.format("delta").load(str(path)).collect()
-    ] == [(Decimal("99.00"), 9)]
+    assert table() == [(Decimal("99.00"), 9)]

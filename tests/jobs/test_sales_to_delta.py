@@ -10,8 +10,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
@@ -19,9 +19,7 @@ from pipelines.contracts import SALES_TABLE_SCHEMA
 from pipelines.generators.sales import Sale, encode_sale, generate_sales
 from pipelines.jobs.sales_to_delta import RunSummary, sales_to_delta
 from pipelines.kafka.producer import ProduceReport, make_producer, produce_all
-from pipelines.paths import PROJECT_ROOT
-
-pytestmark = [pytest.mark.kafka, pytest.mark.spark]
+from tests.helpers import PIPELINES, OwnSpark
 
 MALFORMED = [(b"bad-1", b"{not json"), (b"bad-2", b'{"sale_id":"x"}'), (b"bad-3", b"\xff\xfe")]
 
@@ -33,54 +31,41 @@ def produce_sales(bootstrap: str, topic: str, count: int, seed: int) -> tuple[li
     return sales, report
 
 
-def expected_rows(spark: SparkSession, sales: list[Sale], report: ProduceReport) -> DataFrame:
-    """The table the job must write, built from the generator's events and the broker's acks."""
+def expected_tuples(sales: list[Sale], report: ProduceReport) -> list[tuple[Any, ...]]:
+    """The rows the job must write, from the generator's events and the broker's acks: sale_id,
+    order_id, category, amount, currency, event time, partition, offset."""
     by_key = {s["sale_id"].encode(): s for s in sales}
-    rows = []
-    for d in report.delivered:
-        s = by_key[d.key]  # type: ignore[index]
-        rows.append(
-            (
-                s["sale_id"],
-                s["order_id"],
-                s["category"],
-                s["amount"],
-                s["currency"],
-                s["timestamp"],
-                d.partition,
-                d.offset,
-            )
-        )
-    return spark.createDataFrame(rows, SALES_TABLE_SCHEMA)
+    return [
+        (s["sale_id"], s["order_id"], s["category"], s["amount"], s["currency"], s["timestamp"],
+         d.partition, d.offset)
+        for d in report.delivered
+        for s in [by_key[d.key or b""]]
+    ]  # fmt: skip
+
+
+def expected_rows(spark: SparkSession, sales: list[Sale], report: ProduceReport) -> DataFrame:
+    return spark.createDataFrame(expected_tuples(sales, report), SALES_TABLE_SCHEMA)
+
+
+def spine_options(bootstrap: str, topic: str, tmp_path: Path) -> dict[str, Any]:
+    """The job's options: each a keyword of `sales_to_delta` and an argument of the job's script."""
+    return {
+        "bootstrap_servers": bootstrap,
+        "topic": topic,
+        "delta_path": tmp_path / "sales",
+        "checkpoint": tmp_path / "checkpoint",
+        "trigger": "available-now",
+        "max_offsets_per_trigger": 400,
+    }
 
 
 def run_spine(spark: SparkSession, bootstrap: str, topic: str, tmp_path: Path) -> RunSummary:
-    return sales_to_delta(
-        spark,
-        bootstrap_servers=bootstrap,
-        topic=topic,
-        delta_path=tmp_path / "sales",
-        checkpoint=tmp_path / "checkpoint",
-        trigger="available-now",
-        max_offsets_per_trigger=400,
-    )
+    return sales_to_delta(spark, **spine_options(bootstrap, topic, tmp_path))
 
 
 def job_args(bootstrap: str, topic: str, tmp_path: Path) -> list[str]:
-    return [
-        "--bootstrap-servers",
-        bootstrap,
-        "--topic",
-        topic,
-        "--delta-path",
-        str(tmp_path / "sales"),
-        "--checkpoint",
-        str(tmp_path / "checkpoint"),
-        "--trigger",
-        "available-now",
-        "--max-offsets-per-trigger",
-        "400",
-    ]
+    options = spine_options(bootstrap, topic, tmp_path)
+    return [arg for name, value in options.items() for arg in ("--" + name.replace("_", "-"), str(value))]
 
 
 def test_spine_writes_exact_rows_and_restarts_exactly_once(
@@ -107,9 +92,8 @@ def test_spine_writes_exact_rows_and_restarts_exactly_once(
     assert_df_equality(table, everything, ignore_row_order=True, ignore_nullable=True)
 
 
-@pytest.mark.slow
 def test_spark_submit_with_local_jars_and_an_independent_reader(
-    bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
+    own_spark: OwnSpark, bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     """What users run: spark-submit --jars "$(pipelines jars)" jobs/sales_to_delta.py. The table is
     read back with delta-rs (the `deltalake` package), a Delta reader that shares no code with Spark."""
@@ -117,52 +101,23 @@ def test_spark_submit_with_local_jars_and_an_independent_reader(
 
     topic = new_topic(partitions=2)
     sales, report = produce_sales(bootstrap, topic, 300, seed=21)
-    bin_dir = Path(sys.executable).parent
-    jars = subprocess.run([str(bin_dir / "pipelines"), "jars"], capture_output=True, text=True, check=True)
-    cmd = [
-        str(bin_dir / "spark-submit"),
-        "--master",
-        "local[2]",
-        "--jars",
-        jars.stdout.strip(),
-        "--conf",
-        f"spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:{PROJECT_ROOT}/conf/log4j2.properties",
-        str(PROJECT_ROOT / "jobs" / "sales_to_delta.py"),
+    jars = subprocess.run([PIPELINES, "jars"], capture_output=True, text=True, check=True)
+    cmd = own_spark.submit(
+        "sales_to_delta.py",
         *job_args(bootstrap, topic, tmp_path),
-    ]
+        master="local[2]",
+        jars=jars.stdout.strip(),
+    )
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (summary["read"], summary["written"], summary["rejected"]) == (300, 300, 0)
 
-    by_key = {s["sale_id"]: s for s in sales}
-    expected = sorted(
-        (
-            s["sale_id"],
-            s["order_id"],
-            s["category"],
-            s["amount"],
-            s["currency"],
-            s["timestamp"],
-            d.partition,
-            d.offset,
-        )
-        for d in report.delivered
-        for s in [by_key[(d.key or b"").decode()]]
-    )
     table = DeltaTable(str(tmp_path / "sales")).to_pyarrow_table()
     got = sorted(
-        (
-            r["sale_id"],
-            r["order_id"],
-            r["category"],
-            r["amount"],
-            r["currency"],
-            r["event_time"],
-            r["kafka_partition"],
-            r["kafka_offset"],
-        )
+        (r["sale_id"], r["order_id"], r["category"], r["amount"], r["currency"], r["event_time"],
+         r["kafka_partition"], r["kafka_offset"])
         for r in table.to_pylist()
-    )
-    assert got == expected
+    )  # fmt: skip
+    assert got == sorted(expected_tuples(sales, report))

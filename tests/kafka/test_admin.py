@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 
@@ -11,8 +9,7 @@ import pytest
 
 from pipelines.errors import PipelinesError
 from pipelines.kafka import admin
-
-pytestmark = pytest.mark.kafka
+from tests.helpers import pipelines
 
 
 def test_create_then_describe_shows_leaders_replicas_isr_and_configs(bootstrap: str) -> None:
@@ -80,12 +77,7 @@ def test_user_errors_are_clear(bootstrap: str, call: Callable[[str], object], me
     ],
 )
 def test_cli_errors_are_one_line_and_exit_non_zero(bootstrap: str, args: list[str]) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args, "--bootstrap-servers", bootstrap],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = pipelines(*args, bootstrap=bootstrap, timeout_s=60, columns=None)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ")
     assert "Traceback" not in proc.stderr
@@ -93,12 +85,8 @@ def test_cli_errors_are_one_line_and_exit_non_zero(bootstrap: str, args: list[st
 
 def test_cli_describe_prints_partitions_and_configs(bootstrap: str, new_topic: Callable[..., str]) -> None:
     topic = new_topic(partitions=2)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "topics", "describe", topic, "-b", bootstrap],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    proc = pipelines(
+        "topics", "describe", topic, "-b", bootstrap, timeout_s=60, columns=200, env={"PATH": "/usr/bin:/bin"}
     )
     assert proc.returncode == 0, proc.stderr
     assert f"{topic}  partitions 2  replication factor 1" in proc.stdout

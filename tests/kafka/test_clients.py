@@ -3,14 +3,12 @@ transactions on a single broker, and consumer-group offsets."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipelines.kafka.producer import make_producer, produce_all
-
-pytestmark = pytest.mark.kafka
 
 
 def consume_exactly(consumer: Consumer, expected: int, timeout_s: float = 30.0) -> list[tuple[bytes, bytes]]:
@@ -28,8 +26,11 @@ def consume_exactly(consumer: Consumer, expected: int, timeout_s: float = 30.0) 
     return got
 
 
-def _consumer(bootstrap: str, group: str, **extra: str) -> Consumer:
-    return Consumer(
+@contextmanager
+def subscribed(bootstrap: str, group: str, topic: str, **extra: str) -> Iterator[Consumer]:
+    """A member of `group` subscribed to `topic` (from the earliest offset, no auto-commit); closed
+    at the end."""
+    consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": group,
@@ -38,6 +39,11 @@ def _consumer(bootstrap: str, group: str, **extra: str) -> Consumer:
             **extra,
         }
     )
+    consumer.subscribe([topic])
+    try:
+        yield consumer
+    finally:
+        consumer.close()
 
 
 def test_produce_consume_round_trip(bootstrap: str, new_topic: Callable[..., str], group_id: str) -> None:
@@ -53,12 +59,8 @@ def test_produce_consume_round_trip(bootstrap: str, new_topic: Callable[..., str
     for offsets in by_partition.values():
         assert sorted(offsets) == list(range(len(offsets)))
 
-    consumer = _consumer(bootstrap, group_id)
-    consumer.subscribe([topic])
-    try:
+    with subscribed(bootstrap, group_id, topic) as consumer:
         got = consume_exactly(consumer, 300)
-    finally:
-        consumer.close()
     assert sorted(got) == sorted(records)
 
 
@@ -87,14 +89,10 @@ def test_transactional_producer_commits_and_aborts_on_one_broker(
     producer.produce(topic, key=b"last", value=b"committed")
     producer.commit_transaction(30)
 
-    consumer = _consumer(bootstrap, group_id, **{"isolation.level": "read_committed"})
-    consumer.subscribe([topic])
-    try:
+    with subscribed(bootstrap, group_id, topic, **{"isolation.level": "read_committed"}) as consumer:
         got = consume_exactly(consumer, 6)
         # Nothing more arrives: the aborted records stay invisible to read_committed.
         assert consumer.poll(2.0) is None
-    finally:
-        consumer.close()
     assert sorted(got) == sorted(
         [(f"c{i}".encode(), b"committed") for i in range(5)] + [(b"last", b"committed")]
     )
@@ -106,22 +104,14 @@ def test_consumer_group_commits_and_reads_back_offsets(
     topic = new_topic(partitions=1)
     produce_all(make_producer(bootstrap), topic, [(b"k", f"v{i}".encode()) for i in range(10)])
 
-    first = _consumer(bootstrap, group_id)
-    first.subscribe([topic])
-    try:
+    with subscribed(bootstrap, group_id, topic) as first:
         got = consume_exactly(first, 4)
         assert [v for _, v in got] == [b"v0", b"v1", b"v2", b"v3"]
         first.commit(asynchronous=False)
         committed = first.committed([TopicPartition(topic, 0)], timeout=10)
         assert [(tp.partition, tp.offset) for tp in committed] == [(0, 4)]
-    finally:
-        first.close()
 
     # A new member of the same group resumes after the committed offset.
-    second = _consumer(bootstrap, group_id)
-    second.subscribe([topic])
-    try:
+    with subscribed(bootstrap, group_id, topic) as second:
         rest = consume_exactly(second, 6)
-    finally:
-        second.close()
     assert [v for _, v in rest] == [f"v{i}".encode() for i in range(4, 10)]

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-import pytest
 
 from pipelines.kafka.groups import describe_group
 from pipelines.kafka.producer import make_producer
+from tests.helpers import PIPELINES, pipelines
 
-pytestmark = pytest.mark.kafka
-
-PIPELINES = str(Path(sys.executable).parent / "pipelines")
 MS = 1795773600123  # 2026-11-27T10:00:00.123Z
-
-
-def pipelines(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PIPELINES, *args, "--bootstrap-servers", bootstrap],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "300"},
-    )
 
 
 def produce_three(bootstrap: str, topic: str) -> None:
@@ -57,19 +40,19 @@ def test_consume_prints_each_record_on_one_readable_line(
     topic = new_topic(partitions=1)
     produce_three(bootstrap, topic)
 
-    run = pipelines(bootstrap, "consume", topic, "--from-beginning", "-n", "3")
+    run = pipelines("consume", topic, "--from-beginning", "-n", "3", bootstrap=bootstrap)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == LINES
     assert run.stderr.startswith(f"3 records from {topic} in ") and "(count reached)" in run.stderr
 
-    run = pipelines(bootstrap, "consume", topic, "--from-beginning", "-n", "1")
+    run = pipelines("consume", topic, "--from-beginning", "-n", "1", bootstrap=bootstrap)
     assert run.stdout.splitlines() == LINES[:1]
 
 
 def test_consume_from_the_end_prints_only_new_records(bootstrap: str, new_topic: Callable[..., str]) -> None:
     topic = new_topic(partitions=1)
     produce_three(bootstrap, topic)
-    assert pipelines(bootstrap, "consume", topic, "--from-end", "--timeout", "1").stdout == ""
+    assert pipelines("consume", topic, "--from-end", "--timeout", "1", bootstrap=bootstrap).stdout == ""
 
     proc = subprocess.Popen(
         [PIPELINES, "consume", topic, "--from-end", "-n", "1", "--bootstrap-servers", bootstrap],
@@ -110,14 +93,16 @@ def test_consume_with_a_group_commits_what_it_printed_and_resumes_there(
     topic = new_topic(partitions=1)
     produce_three(bootstrap, topic)
 
-    run = pipelines(bootstrap, "consume", topic, "--from-beginning", "-n", "2", "--group", group_id)
+    run = pipelines("consume", topic, "--from-beginning", "-n", "2", "--group", group_id, bootstrap=bootstrap)
     assert run.stdout.splitlines() == LINES[:2]
     assert f"offsets committed for group {group_id}" in run.stderr
     [row] = describe_group(bootstrap, group_id).partitions
     assert (row.committed, row.log_end, row.lag) == (2, 3, 1)
 
     # --from-beginning only applies where the group has no committed offset: it resumes at 2.
-    run = pipelines(bootstrap, "consume", topic, "--from-beginning", "--group", group_id, "--timeout", "2")
+    run = pipelines(
+        "consume", topic, "--from-beginning", "--group", group_id, "--timeout", "2", bootstrap=bootstrap
+    )
     assert run.stdout.splitlines() == LINES[2:]
     assert "(no record for 2 s)" in run.stderr
     [row] = describe_group(bootstrap, group_id).partitions
@@ -125,7 +110,7 @@ def test_consume_with_a_group_commits_what_it_printed_and_resumes_there(
 
 
 def test_consume_of_an_unknown_topic_is_a_one_line_error(bootstrap: str) -> None:
-    run = pipelines(bootstrap, "consume", "no-such-topic", "-n", "1")
+    run = pipelines("consume", "no-such-topic", "-n", "1", bootstrap=bootstrap)
     assert run.returncode == 1
     assert run.stdout == ""
     assert run.stderr.splitlines() == [

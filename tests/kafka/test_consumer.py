@@ -11,10 +11,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
-from confluent_kafka import Message, TopicPartition, murmur2
+from confluent_kafka import Message, murmur2
 
+from pipelines.contracts import dead_letter_topic
 from pipelines.kafka.admin import create_topic
 from pipelines.kafka.consumer import (
     CommitStrategy,
@@ -22,12 +24,10 @@ from pipelines.kafka.consumer import (
     RecordFailedError,
     RecordOutcome,
     RecordRejected,
-    assign_all,
 )
 from pipelines.kafka.dlq import DeadLetterError, DeadLetterWriter
 from pipelines.kafka.producer import Delivered, make_producer, produce_all
-
-pytestmark = pytest.mark.kafka
+from tests.helpers import read_topic
 
 VALUES = [f"v{i}".encode() for i in range(5)]
 
@@ -36,6 +36,30 @@ def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, by
     report = produce_all(make_producer(bootstrap), topic, records)
     assert report.failed == []
     return sorted(report.delivered, key=lambda d: (d.partition, d.offset))
+
+
+@pytest.fixture
+def topic(bootstrap: str, new_topic: Callable[..., str]) -> str:
+    """A topic of one partition holding VALUES, all with the same key."""
+    name = new_topic(partitions=1)
+    produce(bootstrap, name, [(b"k", v) for v in VALUES])
+    return name
+
+
+def member(
+    bootstrap: str, group_id: str, topic: str, handle: Callable[[Message], None], **options: Any
+) -> RecordConsumer:
+    """A member of `group_id` consuming `topic` with `handle`."""
+    return RecordConsumer(bootstrap, group_id, [topic], handle, **options)
+
+
+def with_dead_letters(bootstrap: str, **options: Any) -> dict[str, Any]:
+    """RecordConsumer options: commit after processing, dead letters, outcomes kept."""
+    return {
+        "strategy": CommitStrategy.AT_LEAST_ONCE,
+        "dead_letters": DeadLetterWriter.connect(bootstrap, **options),
+        "keep_outcomes": True,
+    }
 
 
 def consume_until(consumer: RecordConsumer, handled: int, timeout_s: float = 30.0) -> list[RecordOutcome]:
@@ -55,22 +79,31 @@ def run_until_failure(consumer: RecordConsumer, timeout_s: float = 30.0) -> Reco
     return info.value
 
 
-def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list[Message]:
-    """Every record of `topic`, asserting there are exactly `expected` (by the log-end offsets)."""
-    reader = assign_all(bootstrap, topic, from_beginning=True)
-    try:
-        got: list[Message] = []
-        deadline = time.monotonic() + timeout_s
-        while len(got) < expected and time.monotonic() < deadline:
-            msg = reader.poll(0.2)
-            if msg is not None and msg.error() is None:
-                got.append(msg)
-        partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-        total = sum(reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
-    finally:
-        reader.close()
-    assert (len(got), total) == (expected, expected)
-    return got
+def restarted(
+    bootstrap: str, group_id: str, topic: str, strategy: CommitStrategy, handled: int
+) -> tuple[list[bytes], dict[tuple[str, int], int]]:
+    """A new member of the group after a crash: the values it processes until `handled` records,
+    and the offset committed for partition 0 at that point (before it closes)."""
+    again: list[bytes] = []
+    with member(
+        bootstrap, group_id, topic, lambda m: again.append(m.value() or b""), strategy=strategy
+    ) as new:
+        consume_until(new, handled)
+        return again, new.committed([(topic, 0)])
+
+
+def crash_on_v2(
+    bootstrap: str, group_id: str, topic: str, strategy: CommitStrategy, **options: Any
+) -> tuple[int, list[bytes], dict[tuple[str, int], int]]:
+    """A member whose processing fails on v2, which ends it (as an unhandled error ends a process):
+    the failed record's offset, the values processed before it, and what the member had committed
+    for partition 0 when it failed. It is closed afterwards."""
+    seen: list[bytes] = []
+    first = member(bootstrap, group_id, topic, failing_on(b"v2", seen), strategy=strategy, **options)
+    failure = run_until_failure(first)
+    committed = first.committed([(topic, 0)])
+    first.close()
+    return failure.offset, seen, committed
 
 
 def failing_on(value: bytes, seen: list[bytes]) -> Callable[[Message], None]:
@@ -86,50 +119,28 @@ def failing_on(value: bytes, seen: list[bytes]) -> Callable[[Message], None]:
 
 # -- commit-after-process: at-least-once ------------------------------------------------------------
 def test_commit_after_process_redelivers_the_record_whose_processing_crashed(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str
+    bootstrap: str, topic: str, group_id: str
 ) -> None:
-    topic = new_topic(partitions=1)
-    produce(bootstrap, topic, [(b"k", v) for v in VALUES])
-
-    seen: list[bytes] = []
-    first = RecordConsumer(
-        bootstrap,
-        group_id,
-        [topic],
-        failing_on(b"v2", seen),
-        strategy=CommitStrategy.AT_LEAST_ONCE,
-        max_attempts=1,
+    offset, seen, committed = crash_on_v2(
+        bootstrap, group_id, topic, CommitStrategy.AT_LEAST_ONCE, max_attempts=1
     )
-    failure = run_until_failure(first)
-    assert (failure.offset, seen) == (2, [b"v0", b"v1"])
-    assert first.committed([(topic, 0)]) == {(topic, 0): 2}  # v2 was never committed ...
-    first.close()
+    assert (offset, seen) == (2, [b"v0", b"v1"])
+    assert committed == {(topic, 0): 2}  # v2 was never committed ...
 
-    again: list[bytes] = []
-    with RecordConsumer(
-        bootstrap,
-        group_id,
-        [topic],
-        lambda m: again.append(m.value() or b""),
-        strategy=CommitStrategy.AT_LEAST_ONCE,
-    ) as restarted:
-        consume_until(restarted, 3)
-        # ... so the restarted member gets it again: nothing lost.
-        assert again == [b"v2", b"v3", b"v4"]
-        assert restarted.committed([(topic, 0)]) == {(topic, 0): 5}
+    # ... so the restarted member gets it again: nothing lost.
+    again, committed = restarted(bootstrap, group_id, topic, CommitStrategy.AT_LEAST_ONCE, 3)
+    assert again == [b"v2", b"v3", b"v4"]
+    assert committed == {(topic, 0): 5}
 
 
 def test_commit_after_process_redelivers_processed_records_not_yet_committed_after_a_crash(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str
+    bootstrap: str, topic: str, group_id: str
 ) -> None:
-    topic = new_topic(partitions=1)
-    produce(bootstrap, topic, [(b"k", v) for v in VALUES])
-
     seen: list[bytes] = []
-    first = RecordConsumer(
+    first = member(
         bootstrap,
         group_id,
-        [topic],
+        topic,
         lambda m: seen.append(m.value() or b""),
         strategy=CommitStrategy.AT_LEAST_ONCE,
         commit_every=100,
@@ -138,59 +149,31 @@ def test_commit_after_process_redelivers_processed_records_not_yet_committed_aft
     assert seen == VALUES
     first.abort()  # a crash: processed, never committed
 
-    again: list[bytes] = []
-    with RecordConsumer(
-        bootstrap,
-        group_id,
-        [topic],
-        lambda m: again.append(m.value() or b""),
-        strategy=CommitStrategy.AT_LEAST_ONCE,
-    ) as restarted:
-        consume_until(restarted, 5)
+    again, _ = restarted(bootstrap, group_id, topic, CommitStrategy.AT_LEAST_ONCE, 5)
     # At-least-once: every record processed a second time; the handler must tolerate duplicates.
     assert again == VALUES
 
 
 # -- commit-before-process: at-most-once --------------------------------------------------------------
 def test_commit_before_process_never_redelivers_the_record_whose_processing_crashed(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str
+    bootstrap: str, topic: str, group_id: str
 ) -> None:
-    topic = new_topic(partitions=1)
-    produce(bootstrap, topic, [(b"k", v) for v in VALUES])
+    offset, seen, committed = crash_on_v2(bootstrap, group_id, topic, CommitStrategy.AT_MOST_ONCE)
+    assert (offset, seen) == (2, [b"v0", b"v1"])
+    assert committed == {(topic, 0): 3}  # committed before v2 was processed ...
 
-    seen: list[bytes] = []
-    first = RecordConsumer(
-        bootstrap, group_id, [topic], failing_on(b"v2", seen), strategy=CommitStrategy.AT_MOST_ONCE
-    )
-    failure = run_until_failure(first)
-    assert (failure.offset, seen) == (2, [b"v0", b"v1"])
-    assert first.committed([(topic, 0)]) == {(topic, 0): 3}  # committed before v2 was processed ...
-    first.close()
-
-    again: list[bytes] = []
-    with RecordConsumer(
-        bootstrap,
-        group_id,
-        [topic],
-        lambda m: again.append(m.value() or b""),
-        strategy=CommitStrategy.AT_MOST_ONCE,
-    ) as restarted:
-        consume_until(restarted, 2)
-        # ... so nobody processes v2 again: never twice, and v2 is lost.
-        assert again == [b"v3", b"v4"]
-        assert restarted.committed([(topic, 0)]) == {(topic, 0): 5}
+    # ... so nobody processes v2 again: never twice, and v2 is lost.
+    again, committed = restarted(bootstrap, group_id, topic, CommitStrategy.AT_MOST_ONCE, 2)
+    assert again == [b"v3", b"v4"]
+    assert committed == {(topic, 0): 5}
 
 
 # -- auto-commit: no guarantee --------------------------------------------------------------------------
-def test_auto_commit_commits_on_its_own_timer(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str
-) -> None:
-    topic = new_topic(partitions=1)
-    produce(bootstrap, topic, [(b"k", v) for v in VALUES])
-    with RecordConsumer(
+def test_auto_commit_commits_on_its_own_timer(bootstrap: str, topic: str, group_id: str) -> None:
+    with member(
         bootstrap,
         group_id,
-        [topic],
+        topic,
         lambda m: None,
         strategy=CommitStrategy.AUTO_COMMIT,
         config={"auto.commit.interval.ms": 100},
@@ -204,32 +187,14 @@ def test_auto_commit_commits_on_its_own_timer(
 
 
 def test_auto_commit_loses_a_record_whose_processing_failed(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str
+    bootstrap: str, topic: str, group_id: str
 ) -> None:
-    topic = new_topic(partitions=1)
-    produce(bootstrap, topic, [(b"k", v) for v in VALUES])
+    # Closing the failed member commits the offsets stored when poll handed the records over, v2's
+    # included.
+    offset, seen, _ = crash_on_v2(bootstrap, group_id, topic, CommitStrategy.AUTO_COMMIT, max_attempts=1)
+    assert offset == 2
 
-    seen: list[bytes] = []
-    first = RecordConsumer(
-        bootstrap,
-        group_id,
-        [topic],
-        failing_on(b"v2", seen),
-        strategy=CommitStrategy.AUTO_COMMIT,
-        max_attempts=1,
-    )
-    assert run_until_failure(first).offset == 2
-    first.close()  # commits the offsets stored when poll handed the records over, v2's included
-
-    again: list[bytes] = []
-    with RecordConsumer(
-        bootstrap,
-        group_id,
-        [topic],
-        lambda m: again.append(m.value() or b""),
-        strategy=CommitStrategy.AUTO_COMMIT,
-    ) as restarted:
-        consume_until(restarted, 2)
+    again, _ = restarted(bootstrap, group_id, topic, CommitStrategy.AUTO_COMMIT, 2)
     # Not at-least-once: v2 failed and is gone. (And not at-most-once: a crash between two timer
     # commits re-delivers records already processed.)
     assert (seen, again) == ([b"v0", b"v1"], [b"v3", b"v4"])
@@ -240,7 +205,7 @@ def test_a_record_that_keeps_failing_goes_to_the_dlq_after_max_attempts_and_cons
     bootstrap: str, new_topic: Callable[..., str], group_id: str
 ) -> None:
     topic = new_topic(partitions=3)
-    create_topic(bootstrap, f"{topic}.dlq", partitions=2)
+    create_topic(bootstrap, dead_letter_topic(topic), partitions=2)
     poison_value = b"\xff\x00{amount: twelve}"  # not even UTF-8: must arrive byte for byte
     records = [(b"poison-key", poison_value)] + [(f"k{i}".encode(), f"v{i}".encode()) for i in range(30)]
     delivered = produce(bootstrap, topic, records)
@@ -256,15 +221,8 @@ def test_a_record_that_keeps_failing_goes_to_the_dlq_after_max_attempts_and_cons
             raise ValueError("amount is not a number")
         processed.append(where)
 
-    with RecordConsumer(
-        bootstrap,
-        group_id,
-        [topic],
-        handle,
-        strategy=CommitStrategy.AT_LEAST_ONCE,
-        max_attempts=3,
-        dead_letters=DeadLetterWriter.connect(bootstrap),
-        keep_outcomes=True,
+    with member(
+        bootstrap, group_id, topic, handle, max_attempts=3, **with_dead_letters(bootstrap)
     ) as consumer:
         outcomes = consume_until(consumer, 31)
         ends = {(topic, p): sum(1 for d in delivered if d.partition == p) for p in range(3)}
@@ -286,9 +244,9 @@ def test_a_record_that_keeps_failing_goes_to_the_dlq_after_max_attempts_and_cons
     assert behind and set(behind) <= set(processed)
     assert len(processed) == 30
 
-    [letter] = read_all(bootstrap, f"{topic}.dlq", 1)
-    assert (letter.key(), letter.value()) == (b"poison-key", poison_value)
-    assert letter.headers() == [
+    [letter] = read_topic(bootstrap, dead_letter_topic(topic))
+    assert (letter.key, letter.value) == (b"poison-key", poison_value)
+    assert list(letter.headers) == [
         ("error.reason", b"processing_failed:ValueError"),
         ("error.detail", b"failed 3 of 3 attempts; last error: amount is not a number"),
         ("source.topic", topic.encode()),
@@ -296,14 +254,14 @@ def test_a_record_that_keeps_failing_goes_to_the_dlq_after_max_attempts_and_cons
         ("source.offset", str(poison.offset).encode()),
     ]
     # murmur2_random: the dead letter sits on the partition a Java client would choose for its key.
-    assert letter.partition() == murmur2(b"poison-key", 2)
+    assert letter.partition == murmur2(b"poison-key", 2)
 
 
 def test_a_rejected_record_is_dead_lettered_at_once_with_its_reason_and_headers(
     bootstrap: str, new_topic: Callable[..., str], group_id: str
 ) -> None:
     topic = new_topic(partitions=1)
-    create_topic(bootstrap, f"{topic}.dlq", partitions=1)
+    create_topic(bootstrap, dead_letter_topic(topic), partitions=1)
     producer = make_producer(bootstrap)
     producer.produce(topic, key=b"s-1", value=b"{not json", headers=[("trace", b"t-9")])
     producer.produce(topic, key=b"s-2", value=b'{"ok": true}')
@@ -316,15 +274,8 @@ def test_a_rejected_record_is_dead_lettered_at_once_with_its_reason_and_headers(
         if msg.value() == b"{not json":
             raise RecordRejected("invalid_json", "the value is not a JSON object: {not json")
 
-    with RecordConsumer(
-        bootstrap,
-        group_id,
-        [topic],
-        handle,
-        strategy=CommitStrategy.AT_LEAST_ONCE,
-        max_attempts=5,
-        dead_letters=DeadLetterWriter.connect(bootstrap),
-        keep_outcomes=True,
+    with member(
+        bootstrap, group_id, topic, handle, max_attempts=5, **with_dead_letters(bootstrap)
     ) as consumer:
         outcomes = consume_until(consumer, 2)
     assert calls == [b"s-1", b"s-2"]  # bad data is not retried
@@ -332,9 +283,9 @@ def test_a_rejected_record_is_dead_lettered_at_once_with_its_reason_and_headers(
         (0, "dead_lettered", 1),
         (1, "processed", 1),
     ]
-    [letter] = read_all(bootstrap, f"{topic}.dlq", 1)
-    assert (letter.key(), letter.value()) == (b"s-1", b"{not json")
-    assert letter.headers() == [
+    [letter] = read_topic(bootstrap, dead_letter_topic(topic))
+    assert (letter.key, letter.value) == (b"s-1", b"{not json")
+    assert list(letter.headers) == [
         ("trace", b"t-9"),
         ("error.reason", b"invalid_json"),
         ("error.detail", b"the value is not a JSON object: {not json"),
@@ -345,22 +296,18 @@ def test_a_rejected_record_is_dead_lettered_at_once_with_its_reason_and_headers(
 
 
 def test_a_dead_letter_that_cannot_be_written_leaves_the_record_uncommitted(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str
+    bootstrap: str, topic: str, group_id: str
 ) -> None:
-    topic = new_topic(partitions=1)
-    produce(bootstrap, topic, [(b"k", v) for v in VALUES])
     seen: list[bytes] = []
 
     def consumer() -> RecordConsumer:
-        return RecordConsumer(
+        return member(
             bootstrap,
             group_id,
-            [topic],
+            topic,
             failing_on(b"v1", seen),
-            strategy=CommitStrategy.AT_LEAST_ONCE,
             max_attempts=2,
-            dead_letters=DeadLetterWriter.connect(bootstrap, timeout_s=10),
-            keep_outcomes=True,
+            **with_dead_letters(bootstrap, timeout_s=10),
         )
 
     first = consumer()
@@ -372,9 +319,9 @@ def test_a_dead_letter_that_cannot_be_written_leaves_the_record_uncommitted(
     first.close()
 
     # Once the topic exists, the restarted consumer gets v1 again and dead-letters it: nothing lost.
-    create_topic(bootstrap, f"{topic}.dlq", partitions=1)
-    with consumer() as restarted:
-        outcomes = consume_until(restarted, 4)
+    create_topic(bootstrap, dead_letter_topic(topic), partitions=1)
+    with consumer() as again:
+        outcomes = consume_until(again, 4)
     assert [(o.offset, o.status) for o in outcomes] == [
         (1, "dead_lettered"),
         (2, "processed"),
@@ -382,5 +329,5 @@ def test_a_dead_letter_that_cannot_be_written_leaves_the_record_uncommitted(
         (4, "processed"),
     ]
     assert seen == [b"v0", b"v2", b"v3", b"v4"]
-    [letter] = read_all(bootstrap, f"{topic}.dlq", 1)
-    assert (letter.value(), dict(letter.headers() or [])["source.offset"]) == (b"v1", b"1")
+    [letter] = read_topic(bootstrap, dead_letter_topic(topic))
+    assert (letter.value, dict(letter.headers)["source.offset"]) == (b"v1", b"1")

@@ -34,7 +34,6 @@ def transactional_producer(bootstrap: str) -> Producer:
     return producer
 
 
-@pytest.mark.kafka
 def test_each_shipment_once_from_replays_and_committed_transactions_only(
     bootstrap: str, new_topic: Callable[..., str], group_id: str
 ) -> None:
@@ -79,7 +78,6 @@ def test_each_shipment_once_from_replays_and_committed_transactions_only(
     assert (stats.read, stats.unique, stats.duplicates, stats.unreadable) == (readable, 61, 20, 1)
 
 
-@pytest.mark.kafka
 def test_a_shipment_handed_over_but_not_finished_comes_again_after_a_restart(
     bootstrap: str, new_topic: Callable[..., str], group_id: str
 ) -> None:

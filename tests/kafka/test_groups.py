@@ -10,25 +10,50 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
 from pipelines.kafka.groups import GroupDescription, MemberEvent, MemberPool, describe_group
 from pipelines.kafka.producer import Delivered, make_producer, produce_all
 
-pytestmark = pytest.mark.kafka
-
 PARTITIONS = 6
 SESSION_TIMEOUT_S = 45
 ONLY_ON_REVOKE_AND_CLOSE = 10**9
 MEMBER_CONFIG = {"session.timeout.ms": SESSION_TIMEOUT_S * 1000}
+NAMES = ["m1", "m2", "m3"]
+
+
+@pytest.fixture
+def topic(new_topic: Callable[..., str]) -> str:
+    return new_topic(partitions=PARTITIONS)
 
 
 def produce(bootstrap: str, topic: str, keys: range) -> list[Delivered]:
     report = produce_all(make_producer(bootstrap), topic, [(f"k{i}".encode(), b"v") for i in keys])
     assert report.failed == []
     return report.delivered
+
+
+@contextmanager
+def three_members(bootstrap: str, group_id: str, topic: str, **options: Any) -> Iterator[MemberPool]:
+    """Members m1, m2 and m3, each a process of its own, balanced over the topic's partitions; once
+    the pool is closed, checks that no partition ever had two owners."""
+    with MemberPool(bootstrap, group_id, topic, config=MEMBER_CONFIG, **options) as pool:
+        for name in NAMES:
+            pool.start(name)
+        pool.wait_balanced(NAMES, PARTITIONS, timeout_s=60)
+        yield pool
+    assert_never_two_owners(pool.events)
+
+
+def produce_and_process(pool: MemberPool, bootstrap: str, topic: str, keys: range) -> list[Delivered]:
+    """Produce a record for each of `keys`, then wait until the pool has processed `keys.stop`."""
+    delivered = produce(bootstrap, topic, keys)
+    pool.wait_until(lambda p: len(p.processed()) == keys.stop, f"{keys.stop} records processed")
+    return delivered
 
 
 def described(bootstrap: str, group: str, ready: Callable[[GroupDescription], bool]) -> GroupDescription:
@@ -60,48 +85,34 @@ def assert_never_two_owners(events: list[MemberEvent]) -> None:
 
 
 def test_three_member_processes_each_own_two_of_six_partitions(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str
+    bootstrap: str, topic: str, group_id: str
 ) -> None:
-    topic = new_topic(partitions=PARTITIONS)
-    names = ["m1", "m2", "m3"]
-    with MemberPool(bootstrap, group_id, topic, config=MEMBER_CONFIG) as pool:
-        for name in names:
-            pool.start(name)
-        pool.wait_balanced(names, PARTITIONS, timeout_s=60)
+    with three_members(bootstrap, group_id, topic) as pool:
         owned = pool.ownership()
-        assert [len(owned[n]) for n in names] == [2, 2, 2]
-        assert sorted(p for n in names for p in owned[n]) == list(range(PARTITIONS))
+        assert [len(owned[n]) for n in NAMES] == [2, 2, 2]
+        assert sorted(p for n in NAMES for p in owned[n]) == list(range(PARTITIONS))
         # Three processes, none of them this one.
-        assert len({pool.pids[n] for n in names} | {os.getpid()}) == 4
+        assert len({pool.pids[n] for n in NAMES} | {os.getpid()}) == 4
 
         # The broker's view agrees with what the members' callbacks reported.
         desc = described(bootstrap, group_id, lambda d: d.state == "Stable" and len(d.members) == 3)
         assert desc.assignor == "cooperative-sticky"
         assert {m.client_id: sorted(p for _, p in m.partitions) for m in desc.members} == owned
         assert {m.member_id for m in desc.members} == set(pool.member_ids.values())
-    assert_never_two_owners(pool.events)
 
 
 def test_a_fourth_member_takes_only_the_partition_that_must_move_committed_in_on_revoke(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str
+    bootstrap: str, topic: str, group_id: str
 ) -> None:
-    topic = new_topic(partitions=PARTITIONS)
-    names = ["m1", "m2", "m3"]
-    with MemberPool(
-        bootstrap, group_id, topic, commit_every=ONLY_ON_REVOKE_AND_CLOSE, config=MEMBER_CONFIG
-    ) as pool:
-        for name in names:
-            pool.start(name)
-        pool.wait_balanced(names, PARTITIONS, timeout_s=60)
+    with three_members(bootstrap, group_id, topic, commit_every=ONLY_ON_REVOKE_AND_CLOSE) as pool:
         # Produced once the group is settled, so no rebalance has committed any of it yet.
-        first = produce(bootstrap, topic, range(60))
+        first = produce_and_process(pool, bootstrap, topic, range(60))
         per_partition = {p: sum(1 for d in first if d.partition == p) for p in range(PARTITIONS)}
-        pool.wait_until(lambda p: len(p.processed()) == 60, "60 records processed")
         before = pool.ownership()
         since = len(pool.events)
 
         pool.start("m4")
-        pool.wait_balanced([*names, "m4"], PARTITIONS, timeout_s=60)
+        pool.wait_balanced([*NAMES, "m4"], PARTITIONS, timeout_s=60)
         after = pool.ownership()
 
         # 6 partitions over 4 members is 2+2+1+1: the newcomer needs one partition, so exactly one
@@ -111,7 +122,7 @@ def test_a_fourth_member_takes_only_the_partition_that_must_move_committed_in_on
         [(loser, moved)] = revoked
         assert phase_events(pool, since, "assigned") == [("m4", moved)]
         assert after["m4"] == [moved]
-        for name in names:
+        for name in NAMES:
             assert set(after[name]) == set(before[name]) - {moved}
         assert phase_events(pool, since, "lost") == []
 
@@ -131,22 +142,15 @@ def test_a_fourth_member_takes_only_the_partition_that_must_move_committed_in_on
         assert len(processed) == len(set(processed)) == 120
         assert {p for m, p, _ in pool.processed()[60:] if m == "m4"} == {moved}
         assert moved in before[loser]
-    assert_never_two_owners(pool.events)
 
 
 def test_a_member_that_closes_leaves_at_once_and_only_its_partitions_move(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str
+    bootstrap: str, topic: str, group_id: str
 ) -> None:
-    topic = new_topic(partitions=PARTITIONS)
-    names = ["m1", "m2", "m3"]
-    with MemberPool(
-        bootstrap, group_id, topic, commit_every=ONLY_ON_REVOKE_AND_CLOSE, config=MEMBER_CONFIG
-    ) as pool:
-        for name in names:
-            pool.start(name)
-        pool.wait_balanced(names, PARTITIONS, timeout_s=60)
-        produce(bootstrap, topic, range(30))  # after the group settled: nothing committed yet
-        pool.wait_until(lambda p: len(p.processed()) == 30, "30 records processed")
+    with three_members(bootstrap, group_id, topic, commit_every=ONLY_ON_REVOKE_AND_CLOSE) as pool:
+        produce_and_process(
+            pool, bootstrap, topic, range(30)
+        )  # after the group settled: nothing committed yet
         before = pool.ownership()
         since = len(pool.events)
 
@@ -171,4 +175,3 @@ def test_a_member_that_closes_leaves_at_once_and_only_its_partitions_move(
         desc = described(bootstrap, group_id, lambda d: len(d.members) == 2)
         assert {r.partition for r in desc.partitions if r.committed is not None} == set(before["m2"])
         assert all(r.lag == 0 for r in desc.partitions if r.committed is not None)
-    assert_never_two_owners(pool.events)

@@ -3,33 +3,15 @@ committed on the real broker."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from pipelines.kafka.admin import admin_client
 from pipelines.kafka.producer import make_producer, produce_all
-
-pytestmark = pytest.mark.kafka
-
-PIPELINES = str(Path(sys.executable).parent / "pipelines")
-
-
-def pipelines(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PIPELINES, *args, "--bootstrap-servers", bootstrap],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "300"},  # wide enough that no table cell wraps
-    )
+from tests.helpers import pipelines
 
 
 def table_rows(stdout: str) -> list[list[str]]:
@@ -70,7 +52,7 @@ def test_describe_shows_committed_offset_log_end_lag_and_owner_per_partition(
         )
         member_id = member.memberid()
 
-        run = pipelines(bootstrap, "groups", "describe", group_id)
+        run = pipelines("groups", "describe", group_id, bootstrap=bootstrap)
         assert run.returncode == 0, run.stderr
         title = run.stdout.splitlines()[0].strip()
         assert title == (
@@ -85,7 +67,7 @@ def test_describe_shows_committed_offset_log_end_lag_and_owner_per_partition(
         member.close()
 
     # Without members the offsets and lag stay; the owner columns empty and the group is Empty.
-    run = pipelines(bootstrap, "groups", "describe", group_id)
+    run = pipelines("groups", "describe", group_id, bootstrap=bootstrap)
     assert run.stdout.splitlines()[0].strip() == (
         f"group {group_id}: state Empty, 0 members, assignor -, total lag {ends[0] - 2}"
     )
@@ -95,13 +77,13 @@ def test_describe_shows_committed_offset_log_end_lag_and_owner_per_partition(
         [topic, "2", "-", str(ends[2]), "-", "-", "-", "-"],
     ]
 
-    run = pipelines(bootstrap, "groups", "list")
+    run = pipelines("groups", "list", bootstrap=bootstrap)
     assert run.returncode == 0, run.stderr
     assert [group_id, "Empty", "classic"] in table_rows(run.stdout)
 
 
 def test_describe_of_an_unknown_group_is_a_one_line_error(bootstrap: str) -> None:
-    run = pipelines(bootstrap, "groups", "describe", "no-such-group")
+    run = pipelines("groups", "describe", "no-such-group", bootstrap=bootstrap)
     assert run.returncode == 1
     assert run.stdout == ""
     assert run.stderr.splitlines() == [
@@ -111,7 +93,7 @@ def test_describe_of_an_unknown_group_is_a_one_line_error(bootstrap: str) -> Non
 
 
 def test_demo_shows_members_joining_and_leaving_with_only_the_necessary_moves(bootstrap: str) -> None:
-    run = pipelines(bootstrap, "groups", "demo", "--records", "60")
+    run = pipelines("groups", "demo", "--records", "60", bootstrap=bootstrap)
     assert run.returncode == 0, run.stderr
     lines = [line.strip() for line in run.stdout.splitlines()]
     assert any(re.fullmatch(r"3 members joined \([0-9.]+ s\) and read 60 records", line) for line in lines)

@@ -18,8 +18,6 @@ import pytest
 from pipelines.generators.sales import encode_sale, generate_sales
 from pipelines.kafka.producer import make_producer, produce_all
 
-pytestmark = pytest.mark.kafka
-
 
 @pytest.fixture
 def kcat() -> str:

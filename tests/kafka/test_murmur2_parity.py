@@ -10,17 +10,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-import pytest
 from pyspark.sql import SparkSession
 
 from pipelines.kafka.partitioning import partition_for
 from pipelines.kafka.producer import make_producer, produce_all
+from tests.helpers import read_kafka_batch
 
 KEYS = [f"order-{i:06d}".encode() for i in range(5000)] + [b"", b"a", b"ab", b"abc", "ключ-ü".encode()]
 
 
-@pytest.mark.kafka
-@pytest.mark.spark
 def test_python_producer_and_spark_sink_choose_the_same_partition(
     spark: SparkSession, bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
@@ -36,15 +34,7 @@ def test_python_producer_and_spark_sink_choose_the_same_partition(
         .option("topic", jvm_topic)
         .save()
     )
-    written = (
-        spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", bootstrap)
-        .option("subscribe", jvm_topic)
-        .option("startingOffsets", "earliest")
-        .load()
-        .select("key", "partition")
-        .collect()
-    )
+    written = read_kafka_batch(spark, bootstrap, jvm_topic).select("key", "partition").collect()
     by_jvm = {bytes(r.key): r.partition for r in written}
 
     assert len(by_jvm) == len(KEYS)
@@ -65,7 +55,6 @@ def test_murmur2_default_librdkafka_partitioner_would_disagree() -> None:
     assert disagreements > 700  # about 5 in 6 keys land elsewhere
 
 
-@pytest.mark.kafka
 def test_keyless_records_spread_over_all_partitions(bootstrap: str, new_topic: Callable[..., str]) -> None:
     """Keyless records go to a random partition per batch (librdkafka's sticky partitioner);
     `sticky.partitioning.linger.ms=0` makes that per record, so the spread is visible at once."""

@@ -41,7 +41,6 @@ def test_nonsense_inputs_are_refused(kwargs: dict[str, float]) -> None:
         plan_partitions(**kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.kafka
 def test_measurement_reads_back_everything_and_cleans_up(bootstrap: str) -> None:
     m = measure_partition_throughput(bootstrap, records=2000, record_bytes=1000)
     assert (m.records, m.megabytes) == (2000, 2.0)

@@ -7,226 +7,69 @@ What each guarantee gives across SIGKILLs is measured in test_processor_kill.py.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
-import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from pipelines.contracts import DEAD_LETTER_HEADERS
+from pipelines.kafka.producer import PRODUCER_DEFAULTS, ConfValue
+from pipelines.processor.processor import Guarantee, Processor, ProcessorConfig, default_transactional_id
+from tests.helpers import (
+    PIPELINES,
+    Sent,
+    Topics,
+    committed_offsets,
+    log_end_offsets,
+    pipelines,
+    produce_orders,
+    publish_orders,
+    read_topic,
+    shipment_value,
 )
 
-from pipelines.contracts import DEAD_LETTER_HEADERS, dead_letter_topic
-from pipelines.generators.events import generate_events
-from pipelines.generators.ledger import read_ledger
-from pipelines.generators.publish import publish_events
-from pipelines.kafka.admin import create_topic
-from pipelines.kafka.producer import PRODUCER_DEFAULTS, ConfValue, make_producer
-from pipelines.processor.processor import Guarantee, Processor, ProcessorConfig, default_transactional_id
 
-pytestmark = pytest.mark.kafka
-
-PIPELINES = [sys.executable, "-m", "pipelines.cli"]
-HeaderList = tuple[tuple[str, bytes | None], ...]
-
-
-# -- helpers shared with test_processor_kill.py ----------------------------------------------------
-@dataclass(frozen=True)
-class Topics:
-    source: str
-    sink: str
-    dlq: str
-
-
-def make_topics(bootstrap: str, new_topic: Callable[..., str], partitions: int = 3) -> Topics:
-    """A source and a sink with the same partition count (so a preserved key keeps its partition
-    number) and the source's `<source>.dlq`."""
-    source, sink = new_topic(partitions=partitions), new_topic(partitions=partitions)
-    create_topic(bootstrap, dead_letter_topic(source), partitions=1)
-    return Topics(source, sink, dead_letter_topic(source))
-
-
-@dataclass(frozen=True)
-class Input:
-    """One source record as it was acknowledged, and what the processor should make of it."""
-
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: HeaderList = ()
-    reason: str | None = None
-    """The dead-letter reason it must get; None for a valid order."""
-
-
-def publish_orders(
-    bootstrap: str,
-    topic: str,
-    ledger: Path,
-    count: int,
-    seed: int,
-    *,
-    late_fraction: float = 0.0,
-    malformed_fraction: float = 0.0,
-) -> list[Input]:
-    """`count` seeded orders (late and malformed ones as the fractions say) on `topic`, read back
-    from the generator's ledger."""
-    events = generate_events(
-        "orders", count, seed=seed, late_fraction=late_fraction, malformed_fraction=malformed_fraction
+def exactly_once(bootstrap: str, topics: Topics, group_id: str, batch_size: int) -> ProcessorConfig:
+    return ProcessorConfig(
+        bootstrap, Guarantee.EXACTLY_ONCE, topics.source, topics.sink, group_id, batch_size=batch_size
     )
-    report = publish_events(make_producer(bootstrap), topic, events, ledger=ledger)
-    assert report.produce.failed == []
-    return [
-        Input(e.partition, e.offset, e.key, e.value, reason=e.reason)
-        for e in read_ledger(ledger)
-        if e.partition is not None and e.offset is not None
-    ]
 
 
-def produce_inputs(
-    bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes | None, HeaderList, str | None]]
-) -> list[Input]:
-    """Produce (key, value, headers, expected reason) records and return them as acknowledged."""
-    producer = make_producer(bootstrap)
-    acked: list[Input] = []
-    for key, value, headers, reason in records:
-
-        def on_delivery(
-            err: KafkaError | None, msg: Message, h: HeaderList = headers, r: str | None = reason
-        ) -> None:
-            assert err is None, err
-            partition, offset = msg.partition(), msg.offset()
-            assert partition is not None and offset is not None
-            acked.append(Input(partition, offset, msg.key(), msg.value(), h, r))
-
-        producer.produce(topic, key=key, value=value, headers=list(headers) or None, on_delivery=on_delivery)
-    assert producer.flush(30) == 0
-    return acked
-
-
-def expected_shipment(order_value: bytes) -> bytes:
-    """The contract's shipment for a valid order value, built from the contract's words."""
-    order = json.loads(order_value)
-    shipment = {
-        "shipment_id": "ship-" + order["order_id"],
-        "order_id": order["order_id"],
-        "customer_id": order["customer_id"],
-        "status": "pending",
-        "created_at": order["timestamp"],
-    }
-    return json.dumps(shipment, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def read_all(bootstrap: str, topic: str, *, isolation: str, timeout_s: float = 60.0) -> list[Message]:
-    """Every record of `topic` a consumer with `isolation.level=isolation` sees, to the end.
-
-    The end is where each partition reports EOF: the log end for read_uncommitted, the last stable
-    offset for read_committed (which skips aborted records and transaction markers, so the last
-    record's offset + 1 is not the end there)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": isolation,
-        }
-    )
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        at_end: set[int] = set()
-        records: list[Message] = []
-        deadline = time.monotonic() + timeout_s
-        while len(at_end) < len(partitions):
-            assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout_s} s"
-            for msg in consumer.consume(1000, 0.5):
-                err = msg.error()
-                if err is None:
-                    records.append(msg)
-                elif err.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(msg.partition() or 0)
-                else:
-                    raise AssertionError(err.str())
-        return records
-    finally:
-        consumer.close()
-
-
-def header_tuple(msg: Message) -> HeaderList:
-    headers = msg.headers() or []
-    assert isinstance(headers, list)
-    return tuple((name, value.encode() if isinstance(value, str) else value) for name, value in headers)
-
-
-def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        return {tp.partition: tp.offset for tp in committed}
-    finally:
-        consumer.close()
-
-
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets", "enable.auto.commit": False})
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
-        }
-    finally:
-        consumer.close()
-
-
-def assert_exact_output(bootstrap: str, topics: Topics, inputs: list[Input], *, isolation: str) -> None:
+def assert_exact_output(bootstrap: str, topics: Topics, inputs: list[Sent], *, isolation: str) -> None:
     """The sink holds exactly one shipment per valid input, on the input's partition number and in
     its order there, key and headers carried over; the dead-letter topic exactly one letter per bad
     input, with its bytes, its headers first, and the reason and origin it must have."""
-    sink = read_all(bootstrap, topics.sink, isolation=isolation)
+    sink = read_topic(bootstrap, topics.sink, isolation=isolation)
     valid = [i for i in inputs if i.reason is None]
-    assert Counter((m.partition(), m.key(), m.value(), header_tuple(m)) for m in sink) == Counter(
-        (i.partition, i.key, expected_shipment(i.value or b""), i.headers) for i in valid
+    assert Counter((m.partition, m.key, m.value, m.headers) for m in sink) == Counter(
+        (i.partition, i.key, shipment_value(i.value or b""), i.headers) for i in valid
     )
     for partition in {i.partition for i in valid}:
         in_order = [i.key for i in sorted(valid, key=lambda i: i.offset) if i.partition == partition]
-        out_order = [
-            m.key() for m in sorted(sink, key=lambda m: m.offset() or 0) if m.partition() == partition
-        ]
+        out_order = [m.key for m in sorted(sink, key=lambda m: m.offset) if m.partition == partition]
         assert out_order == in_order, f"partition {partition}: shipments out of the orders' order"
 
-    letters = read_all(bootstrap, topics.dlq, isolation=isolation)
+    letters = read_topic(bootstrap, topics.dlq, isolation=isolation)
     got = []
     for m in letters:
-        headers = header_tuple(m)
-        names = [name for name, _ in headers]
-        assert names[-5:] == list(DEAD_LETTER_HEADERS)
-        fields = dict(headers[-5:])
-        assert fields["error.detail"]
+        assert [name for name, _ in m.headers[-5:]] == list(DEAD_LETTER_HEADERS)
+        reason, detail, source, partition, offset = (value or b"" for _, value in m.headers[-5:])
+        assert detail
         got.append(
             (
-                m.key(),
-                m.value(),
-                headers[:-5],
-                (fields["error.reason"] or b"").decode(),
-                (fields["source.topic"] or b"").decode(),
-                int(fields["source.partition"] or b"-1"),
-                int(fields["source.offset"] or b"-1"),
+                m.key,
+                m.value,
+                m.headers[:-5],
+                reason.decode(),
+                source.decode(),
+                int(partition or b"-1"),
+                int(offset or b"-1"),
             )
         )
     bad = [i for i in inputs if i.reason is not None]
@@ -251,9 +94,8 @@ TRACE = (("trace-id", b"t-1"), ("origin", b"web"))
 
 @pytest.mark.parametrize("guarantee", list(Guarantee))
 def test_each_guarantee_ships_every_order_once_and_dead_letters_the_bad_ones(
-    guarantee: Guarantee, bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_path: Path
+    guarantee: Guarantee, bootstrap: str, topics: Topics, group_id: str, tmp_path: Path
 ) -> None:
-    topics = make_topics(bootstrap, new_topic)
     inputs = publish_orders(
         bootstrap,
         topics.source,
@@ -267,7 +109,7 @@ def test_each_guarantee_ships_every_order_once_and_dead_letters_the_bad_ones(
         b'{"order_id":"order-h1","customer_id":"cust-9","amount":1.00,"currency":"EUR",'
         b'"timestamp":"2026-11-27T10:00:00.000Z"}'
     )
-    inputs += produce_inputs(
+    inputs += produce_orders(
         bootstrap,
         topics.source,
         [
@@ -312,20 +154,17 @@ def test_each_guarantee_ships_every_order_once_and_dead_letters_the_bad_ones(
         inputs,
         isolation="read_committed" if guarantee is Guarantee.EXACTLY_ONCE else "read_uncommitted",
     )
-    assert committed_offsets(bootstrap, group_id, topics.source) == end_offsets(bootstrap, topics.source)
+    assert committed_offsets(bootstrap, group_id, topics.source) == log_end_offsets(bootstrap, topics.source)
 
     again = Processor(config).run(idle_timeout_s=1)  # a restart with nothing new writes nothing
     assert (again.stopped, again.stats.consumed) == ("idle", 0)
 
 
 def test_max_records_stops_after_exactly_that_many(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_path: Path
+    bootstrap: str, topics: Topics, group_id: str, tmp_path: Path
 ) -> None:
-    topics = make_topics(bootstrap, new_topic)
     inputs = publish_orders(bootstrap, topics.source, tmp_path / "ledger.jsonl", 120, seed=6)
-    config = ProcessorConfig(
-        bootstrap, Guarantee.EXACTLY_ONCE, topics.source, topics.sink, group_id, batch_size=50
-    )
+    config = exactly_once(bootstrap, topics, group_id, batch_size=50)
     first = Processor(config).run(max_records=70)
     assert (first.stopped, first.stats.consumed) == ("max_records", 70)
     second = Processor(config).run(idle_timeout_s=2)
@@ -387,9 +226,8 @@ FAULTS = {
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_exactly_once_survives_abortable_retriable_and_fatal_errors(
-    fault: str, bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_path: Path
+    fault: str, bootstrap: str, topics: Topics, group_id: str, tmp_path: Path
 ) -> None:
-    topics = make_topics(bootstrap, new_topic)
     inputs = publish_orders(
         bootstrap, topics.source, tmp_path / "ledger.jsonl", 400, seed=7, malformed_fraction=0.05
     )
@@ -402,9 +240,7 @@ def test_exactly_once_survives_abortable_retriable_and_fatal_errors(
         made.append(FaultyProducer({"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS, **conf}, faults))
         return made[-1]
 
-    config = ProcessorConfig(
-        bootstrap, Guarantee.EXACTLY_ONCE, topics.source, topics.sink, group_id, batch_size=100
-    )
+    config = exactly_once(bootstrap, topics, group_id, batch_size=100)
     result = Processor(config, producer_factory=factory).run(idle_timeout_s=2)
 
     stats = result.stats
@@ -417,7 +253,7 @@ def test_exactly_once_survives_abortable_retriable_and_fatal_errors(
     assert (stats.transactions_aborted, stats.producer_restarts, stats.retries, len(made)) == expected
     assert_exact_output(bootstrap, topics, inputs, isolation="read_committed")
     # The failed transaction's records are in the log, aborted: only read_committed hides them.
-    visible_to_all = read_all(bootstrap, topics.sink, isolation="read_uncommitted") + read_all(
+    visible_to_all = read_topic(bootstrap, topics.sink, isolation="read_uncommitted") + read_topic(
         bootstrap, topics.dlq, isolation="read_uncommitted"
     )
     assert len(visible_to_all) == len(inputs) + made[0].doomed
@@ -425,14 +261,11 @@ def test_exactly_once_survives_abortable_retriable_and_fatal_errors(
 
 
 def test_a_newer_instance_fences_the_older_which_stops_without_duplicates(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_path: Path
+    bootstrap: str, topics: Topics, group_id: str, tmp_path: Path
 ) -> None:
-    topics = make_topics(bootstrap, new_topic)
     inputs = publish_orders(bootstrap, topics.source, tmp_path / "ledger.jsonl", 1000, seed=8)
     # Same group, same (default) transactional.id: two incarnations of one instance.
-    config = ProcessorConfig(
-        bootstrap, Guarantee.EXACTLY_ONCE, topics.source, topics.sink, group_id, batch_size=100
-    )
+    config = exactly_once(bootstrap, topics, group_id, batch_size=100)
     newer = Processor(config)
 
     class StartsTheNewerOne(Producer):
@@ -464,32 +297,21 @@ def test_a_newer_instance_fences_the_older_which_stops_without_duplicates(
     assert old.stats.consumed + new.stats.consumed == len(inputs)
     assert_exact_output(bootstrap, topics, inputs, isolation="read_committed")
     # The older one's second batch reached the log and was aborted by the fence.
-    uncommitted = read_all(bootstrap, topics.sink, isolation="read_uncommitted")
+    uncommitted = read_topic(bootstrap, topics.sink, isolation="read_uncommitted")
     assert len(uncommitted) > len(inputs)
 
 
 # -- the command -----------------------------------------------------------------------------------
-def pipelines(bootstrap: str, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*PIPELINES, *args, "--bootstrap-servers", bootstrap],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        env={**os.environ, "COLUMNS": "300"},
-    )
-
-
 def test_the_command_processes_and_prints_one_summary_line(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_path: Path
+    bootstrap: str, topics: Topics, group_id: str, tmp_path: Path
 ) -> None:
-    topics = make_topics(bootstrap, new_topic)
     inputs = publish_orders(
         bootstrap, topics.source, tmp_path / "ledger.jsonl", 104, seed=9, malformed_fraction=0.04
     )
     run = pipelines(
-        bootstrap, "process", "orders-to-shipments", "--guarantee", "exactly-once",
+        "process", "orders-to-shipments", "--guarantee", "exactly-once",
         "--source-topic", topics.source, "--sink-topic", topics.sink, "--group", group_id,
-        "--batch-size", "50", "--idle-timeout-s", "2",
+        "--batch-size", "50", "--idle-timeout-s", "2", bootstrap=bootstrap,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert f"transactional.id {default_transactional_id(group_id)}" in run.stderr
@@ -509,12 +331,11 @@ def test_the_command_processes_and_prints_one_summary_line(
     ],
 )
 def test_the_command_refuses_what_cannot_work_in_one_line(
-    args: list[str], message: str, bootstrap: str, new_topic: Callable[..., str], group_id: str
+    args: list[str], message: str, bootstrap: str, topics: Topics, group_id: str
 ) -> None:
-    topics = make_topics(bootstrap, new_topic)
     run = pipelines(
-        bootstrap, "process", "orders-to-shipments", "--source-topic", topics.source,
-        "--sink-topic", topics.sink, "--group", group_id, "--idle-timeout-s", "1", *args,
+        "process", "orders-to-shipments", "--source-topic", topics.source,
+        "--sink-topic", topics.sink, "--group", group_id, "--idle-timeout-s", "1", *args, bootstrap=bootstrap,
     )  # fmt: skip
     assert run.returncode == 1
     assert message in run.stderr
@@ -522,21 +343,22 @@ def test_the_command_refuses_what_cannot_work_in_one_line(
 
 
 def test_the_command_stops_cleanly_when_fenced(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_path: Path
+    bootstrap: str, topics: Topics, group_id: str, tmp_path: Path
 ) -> None:
-    topics = make_topics(bootstrap, new_topic)
     inputs = publish_orders(bootstrap, topics.source, tmp_path / "ledger.jsonl", 200, seed=10)
     log = tmp_path / "processor.log"
     with log.open("w") as stderr:
         proc = subprocess.Popen(
-            [*PIPELINES, "process", "orders-to-shipments", "--source-topic", topics.source,
+            [PIPELINES, "process", "orders-to-shipments", "--source-topic", topics.source,
              "--sink-topic", topics.sink, "--group", group_id, "--batch-size", "50", "--idle-timeout-s", "60",
              "--bootstrap-servers", bootstrap],
             stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "COLUMNS": "300"},
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while committed_offsets(bootstrap, group_id, topics.source) != end_offsets(bootstrap, topics.source):
+        while committed_offsets(bootstrap, group_id, topics.source) != log_end_offsets(
+            bootstrap, topics.source
+        ):
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the first 200 orders were not processed in time"
             with contextlib.suppress(subprocess.TimeoutExpired):

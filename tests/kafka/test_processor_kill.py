@@ -29,30 +29,29 @@ import os
 import random
 import signal
 import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
+from pipelines.contracts import HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION
 from pipelines.processor.processor import Guarantee
-from tests.kafka.test_processor import (
-    Input,
+from tests.helpers import (
+    PIPELINES,
+    Record,
+    Sent,
     Topics,
     committed_offsets,
-    end_offsets,
-    expected_shipment,
-    header_tuple,
-    make_topics,
+    log_end_offsets,
     publish_orders,
-    read_all,
+    read_topic,
+    shipment_value,
+    wait_while_running,
 )
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = pytest.mark.slow  # thousands of records, and a process started and killed again and again
 
 ORDERS = 10_000
 MALFORMED = 20
@@ -134,22 +133,20 @@ class SinkWatcher:
         self._consumer.close()
 
 
-def count(inputs: list[Input], sink: list[Message], letters: list[Message]) -> tuple[int, int]:
+def count(inputs: list[Sent], sink: list[Record], letters: list[Record]) -> tuple[int, int]:
     """(lost, duplicated): inputs without an output, and outputs beyond one per input. Every output
     must belong to an input and be exactly the output it should be (duplicates are copies)."""
-    wanted = {i.key: expected_shipment(i.value or b"") for i in inputs if i.reason is None}
+    wanted = {i.key: shipment_value(i.value or b"") for i in inputs if i.reason is None}
     shipped: Counter[bytes | None] = Counter()
     for m in sink:
-        assert m.value() == wanted.get(m.key()), (
-            f"a shipment that is not the one for its order: {m.value()!r}"
-        )
-        shipped[m.key()] += 1
+        assert m.value == wanted.get(m.key), f"a shipment that is not the one for its order: {m.value!r}"
+        shipped[m.key] += 1
     bad = {(i.partition, i.offset): i.reason for i in inputs if i.reason is not None}
     lettered: Counter[tuple[int, int]] = Counter()
     for m in letters:
-        fields = dict(header_tuple(m))
-        origin = (int(fields["source.partition"] or b"-1"), int(fields["source.offset"] or b"-1"))
-        assert bad.get(origin) == (fields["error.reason"] or b"").decode(), (
+        fields = dict(m.headers)
+        origin = (int(fields[HEADER_SOURCE_PARTITION] or b"-1"), int(fields[HEADER_SOURCE_OFFSET] or b"-1"))
+        assert bad.get(origin) == (fields[HEADER_REASON] or b"").decode(), (
             f"an unexpected dead letter: {fields}"
         )
         lettered[origin] += 1
@@ -158,30 +155,15 @@ def count(inputs: list[Input], sink: list[Message], letters: list[Message]) -> t
     return lost, duplicated
 
 
-def wait_for(
-    condition: Callable[[], bool], proc: subprocess.Popen[bytes], timeout_s: float, log: Path
-) -> bool:
-    """True once `condition()` holds; False if the process ended first. Fails after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if proc.poll() is not None:
-            return False
-        assert time.monotonic() < deadline, f"no progress in {timeout_s} s:\n{log.read_text()[-3000:]}"
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=0.01)  # paces the checks; returns at once if the processor dies
-    return True
-
-
 @pytest.mark.parametrize("guarantee", list(Guarantee))
 def test_sigkill_the_processor_again_and_again_and_count_lost_and_duplicated(
     guarantee: Guarantee,
     bootstrap: str,
-    new_topic: Callable[..., str],
+    topics: Topics,
     group_id: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    topics: Topics = make_topics(bootstrap, new_topic)
     total = ORDERS + MALFORMED
     inputs = publish_orders(
         bootstrap,
@@ -194,7 +176,7 @@ def test_sigkill_the_processor_again_and_again_and_count_lost_and_duplicated(
     assert (len(inputs), sum(i.reason is None for i in inputs)) == (total, ORDERS)
 
     command = [
-        sys.executable, "-m", "pipelines.cli", "process", "orders-to-shipments",
+        PIPELINES, "process", "orders-to-shipments",
         "--guarantee", guarantee.value,
         "--source-topic", topics.source, "--sink-topic", topics.sink, "--group", group_id,
         # Static membership: a restarted instance takes its partitions back at once, instead of
@@ -217,10 +199,11 @@ def test_sigkill_the_processor_again_and_again_and_count_lost_and_duplicated(
                 low, high = KILL_SPAN
                 share = rng.uniform(low + (high - low) * run / KILLS, low + (high - low) * (run + 1) / KILLS)
                 target = max(round(ORDERS * share), watcher.total() + BATCH)
-                running = wait_for(functools.partial(watcher.holds_at_least, target), proc, 120, log)
+                reached = functools.partial(watcher.holds_at_least, target)
+                wait_while_running(reached, proc, f"kill point {target:,}", log, 120, pace_s=0.01)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=rng.uniform(*KILL_DELAY_S))  # the random moment; returns if it dies
-                assert running and proc.poll() is None, (
+                assert proc.poll() is None, (
                     f"run {run} ended before its kill point:\n{log.read_text()[-3000:]}"
                 )
                 os.killpg(proc.pid, signal.SIGKILL)  # no chance to finish a batch, flush or abort
@@ -239,15 +222,15 @@ def test_sigkill_the_processor_again_and_again_and_count_lost_and_duplicated(
         assert "stopped: idle" in log.read_text()
     finally:
         watcher.close()
-    assert committed_offsets(bootstrap, group_id, topics.source) == end_offsets(bootstrap, topics.source)
+    assert committed_offsets(bootstrap, group_id, topics.source) == log_end_offsets(bootstrap, topics.source)
 
     isolation = "read_committed" if guarantee is Guarantee.EXACTLY_ONCE else "read_uncommitted"
-    sink = read_all(bootstrap, topics.sink, isolation=isolation)
-    letters = read_all(bootstrap, topics.dlq, isolation=isolation)
+    sink = read_topic(bootstrap, topics.sink, isolation=isolation)
+    letters = read_topic(bootstrap, topics.dlq, isolation=isolation)
     lost, duplicated = count(inputs, sink, letters)
     if guarantee is Guarantee.EXACTLY_ONCE:
-        everything = read_all(bootstrap, topics.sink, isolation="read_uncommitted")
-        all_letters = read_all(bootstrap, topics.dlq, isolation="read_uncommitted")
+        everything = read_topic(bootstrap, topics.sink, isolation="read_uncommitted")
+        all_letters = read_topic(bootstrap, topics.dlq, isolation="read_uncommitted")
         duplicated_uncommitted = count(inputs, everything, all_letters)[1]
     else:
         duplicated_uncommitted = duplicated

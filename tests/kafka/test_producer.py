@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from pipelines.errors import PipelinesError
 from pipelines.kafka.producer import Delivered, make_producer, produce_all
+from tests.helpers import log_end_offsets
 
 
 def murmur2(data: bytes) -> int:
@@ -54,17 +54,6 @@ def test_murmur2_matches_kafkas_own_test_vectors() -> None:
         assert murmur2(data) == signed & 0xFFFFFFFF
 
 
-def end_offsets(bootstrap: str, topic: str, partitions: int, group: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(partitions)
-        }
-    finally:
-        consumer.close()
-
-
 def unreachable_servers() -> str:
     """A loopback port nothing listens on (taken from the OS, then released)."""
     with socket.socket() as s:
@@ -72,9 +61,8 @@ def unreachable_servers() -> str:
         return f"127.0.0.1:{s.getsockname()[1]}"
 
 
-@pytest.mark.kafka
 def test_a_tiny_local_queue_means_back_pressure_not_a_crash(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str
+    bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
     topic = new_topic(partitions=3)
     producer = make_producer(bootstrap, {"queue.buffering.max.messages": 50, "linger.ms": 5})
@@ -97,7 +85,7 @@ def test_a_tiny_local_queue_means_back_pressure_not_a_crash(
         by_partition.setdefault(d.partition, []).append((d.offset, seq))
     # Nothing lost, nothing doubled, order kept: per partition the offsets are 0..n-1 in sending
     # order, and the broker holds exactly those.
-    ends = end_offsets(bootstrap, topic, 3, group_id)
+    ends = log_end_offsets(bootstrap, topic)
     assert sum(ends.values()) == 5000
     for partition, pairs in by_partition.items():
         pairs.sort()
@@ -105,7 +93,6 @@ def test_a_tiny_local_queue_means_back_pressure_not_a_crash(
         assert [seq for _, seq in pairs] == sorted(seq for _, seq in pairs)
 
 
-@pytest.mark.kafka
 def test_the_summary_counts_what_the_delivery_reports_said(
     bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
@@ -124,7 +111,6 @@ def test_the_summary_counts_what_the_delivery_reports_said(
     )
 
 
-@pytest.mark.kafka
 def test_keep_delivered_false_counts_without_holding_records(
     bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
@@ -133,7 +119,6 @@ def test_keep_delivered_false_counts_without_holding_records(
     assert (report.sent, report.acknowledged, report.delivered, report.failed) == (300, 300, [], [])
 
 
-@pytest.mark.kafka
 def test_rate_paces_sending_on_the_monotonic_clock(bootstrap: str, new_topic: Callable[..., str]) -> None:
     topic = new_topic(partitions=1)
     sent_at: list[float] = []
@@ -152,7 +137,6 @@ def test_rate_paces_sending_on_the_monotonic_clock(bootstrap: str, new_topic: Ca
     assert report.seconds >= 40 / 200.0
 
 
-@pytest.mark.kafka
 def test_an_interrupted_loop_still_reports_every_record_it_sent(
     bootstrap: str, new_topic: Callable[..., str]
 ) -> None:

@@ -20,6 +20,11 @@ from pipelines.kafka.dlq import DeadLetter
 MS = 1795773600123  # 2026-11-27T10:00:00.123Z
 
 
+def sales_record(partition: int, offset: int, key: bytes | None, value: bytes, **more: object) -> Message:
+    """A record of the `sales` topic, as a consumer hands it over."""
+    return Message(topic="sales", partition=partition, offset=offset, key=key, value=value, **more)
+
+
 def test_readable_bytes_shows_text_as_text_and_escapes_everything_else() -> None:
     assert readable_bytes(b'{"amount": 12.5}') == '{"amount": 12.5}'
     assert readable_bytes("café €".encode()) == "café €"
@@ -38,20 +43,15 @@ def test_format_timestamp_is_iso_utc_with_milliseconds_and_its_type() -> None:
 
 
 def test_format_record_prints_every_field_on_one_line() -> None:
-    msg = Message(
-        topic="sales",
-        partition=2,
-        offset=41,
-        key=b"sale-7",
-        value=b"\xffnot utf-8",
-        headers=[("trace", b"abc"), ("empty", None)],
+    msg = sales_record(
+        2, 41, b"sale-7", b"\xffnot utf-8", headers=[("trace", b"abc"), ("empty", None)],
         timestamp=(TIMESTAMP_CREATE_TIME, MS),
-    )
+    )  # fmt: skip
     assert format_record(msg) == (
         "partition=2 offset=41 timestamp=2026-11-27T10:00:00.123Z (create) key=sale-7 "
         "value=b'\\xffnot utf-8' headers=[trace=abc, empty=null]"
     )
-    bare = Message(topic="sales", partition=0, offset=0, key=None, value=b"v", timestamp=(1, MS))
+    bare = sales_record(0, 0, None, b"v", timestamp=(1, MS))
     assert (
         format_record(bare)
         == "partition=0 offset=0 timestamp=2026-11-27T10:00:00.123Z (create) key=null value=v"
@@ -59,12 +59,11 @@ def test_format_record_prints_every_field_on_one_line() -> None:
 
 
 def test_dead_letter_keeps_key_value_and_headers_and_adds_the_five_contract_headers() -> None:
-    msg = Message(
-        topic="sales",
-        partition=1,
-        offset=17,
-        key=b"sale-1",
-        value=b"{not json",
+    msg = sales_record(
+        1,
+        17,
+        b"sale-1",
+        b"{not json",
         headers=[("trace", b"t-1"), ("error.reason", b"stale reason from upstream")],
     )
     letter = DeadLetter.from_message(msg, "invalid_json", "the value is not a JSON object: {not json")

@@ -7,15 +7,16 @@ import json
 import os
 import socket
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pipelines.errors import BrokerError
 from pipelines.local.broker import BrokerState, LocalBroker, _pid_alive, metadata_answers, server_properties
+from tests.helpers import pipelines
 
-pytestmark = pytest.mark.kafka
+OwnBroker = Callable[..., LocalBroker]
 
 
 def test_single_node_settings_for_internal_topics() -> None:
@@ -66,17 +67,17 @@ def test_taken_port_is_reported_before_launching(tmp_path: Path, jars_dir: Path)
             LocalBroker(tmp_path, jars_dir).start()
 
 
-def test_corrupt_folder_fails_with_the_broker_log_tail(tmp_path: Path, jars_dir: Path) -> None:
+def test_corrupt_folder_fails_with_the_broker_log_tail(tmp_path: Path, own_broker: OwnBroker) -> None:
     data = tmp_path / "data"
     data.mkdir()
     # meta.properties of another cluster and node: Kafka refuses to use this log directory.
     (data / "meta.properties").write_text("version=1\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\nnode.id=7\n")
     with pytest.raises(BrokerError) as info:
-        LocalBroker(tmp_path, jars_dir, start_timeout_s=60).start()
+        own_broker(tmp_path, start_timeout_s=60).start()
     message = str(info.value)
     assert "exited with code" in message
     assert "last lines of" in message
-    assert LocalBroker(tmp_path, jars_dir).running() is None
+    assert own_broker(tmp_path).running() is None
 
 
 def test_missing_java_says_how_to_install_it(tmp_path: Path, jars_dir: Path) -> None:
@@ -84,57 +85,40 @@ def test_missing_java_says_how_to_install_it(tmp_path: Path, jars_dir: Path) -> 
         LocalBroker(tmp_path, jars_dir, java="/nonexistent/bin/java").start()
 
 
-@pytest.mark.slow
-def test_cli_start_start_stop(tmp_path: Path) -> None:
+def test_cli_start_start_stop(own_broker: OwnBroker) -> None:
     """`pipelines broker start|stop --dir`, as a user runs it: background broker, pid file."""
-    cli = [sys.executable, "-m", "pipelines.cli"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    first = subprocess.run(
-        [*cli, "broker", "start", "--dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
+    folder = own_broker().directory
+
+    def broker(command: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        return pipelines("broker", command, "--dir", folder, timeout_s=timeout_s, columns=None, env=env)
+
+    first = broker("start", 180)
     assert first.returncode == 0, first.stderr
     bootstrap = first.stdout.strip()
     assert bootstrap.startswith("127.0.0.1:")
-    pid = int((tmp_path / "broker.pid").read_text())
+    pid = int((folder / "broker.pid").read_text())
     try:
-        second = subprocess.run(
-            [*cli, "broker", "start", "--dir", str(tmp_path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-        )
+        second = broker("start", 60)
         assert second.returncode == 0, second.stderr
         assert second.stdout.strip() == bootstrap
         assert "already runs" in second.stderr
         assert metadata_answers(bootstrap)
     finally:
-        stop = subprocess.run(
-            [*cli, "broker", "stop", "--dir", str(tmp_path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+        stop = broker("stop", 120)
     assert stop.returncode == 0, stop.stderr
     # Not running any more (possibly a zombie until its parent reaps it, which is not ours).
     assert not _pid_alive(pid)
 
 
-def test_restarted_broker_keeps_its_topics_and_answers_offsets_at_once(
-    tmp_path: Path, jars_dir: Path
-) -> None:
+def test_restarted_broker_keeps_its_topics_and_answers_offsets_at_once(own_broker: OwnBroker) -> None:
     """Right after a restart the broker answers metadata before it leads its partitions again
     (`Not leader for partition` for a moment): end_offsets waits that out instead of failing, which
     is what a second `make run` does first."""
     from pipelines.kafka.admin import create_topic, end_offsets
     from pipelines.kafka.producer import make_producer, produce_all
 
-    broker = LocalBroker(tmp_path, jars_dir)
+    broker = own_broker()
     state, _ = broker.start()
     try:
         create_topic(state.bootstrap_servers, "kept", partitions=3)

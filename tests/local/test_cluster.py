@@ -54,16 +54,16 @@ from pipelines.kafka.producer import make_producer, produce_all
 from pipelines.local.cluster import LocalCluster, wait_for
 from pipelines.local.jvm import spark_jars
 from pipelines.local.spark_cluster import SparkStandalone
-from pipelines.paths import PROJECT_ROOT
-from tests.jobs.test_orders_to_shipments import (
-    assert_dead_letters,
-    assert_shipped_exactly_once,
+from tests.helpers import (
+    OwnSpark,
+    Topics,
+    assert_pipeline_output,
+    expected_windows,
+    pipelines,
     publish_orders,
-    read_topic,
+    started,
+    windows_of,
 )
-from tests.jobs.test_revenue_ledger import expected_windows
-
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 EVENTS = 200_000
 """What the issue asks for; about 15 s of producing on this two-core machine."""
@@ -72,15 +72,9 @@ KILL_AT = 100_000
 and as many again are still to be sent."""
 
 
-def pipelines_cli(*args: str | Path, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the `pipelines` command as a user does."""
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        env={**os.environ, "COLUMNS": "120"},
-    )
+def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run the `pipelines` command as a user does, in a terminal 120 columns wide."""
+    return pipelines(*args, timeout_s=300, columns=120)
 
 
 @pytest.fixture(scope="module")
@@ -103,22 +97,22 @@ def profile(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def up(profile: Path) -> Iterator[tuple[LocalCluster, SparkStandalone]]:
+def _cluster_up(profile: Path) -> Iterator[tuple[LocalCluster, SparkStandalone]]:
     """`pipelines cluster up` for the module (three brokers, a master, two workers); at the end,
     `pipelines broker stop --dir` stops the brokers and `pipelines cluster down` the Spark cluster."""
     settings = load_settings(profile, {})
     kafka, spark = local_cluster(settings, None), local_spark(settings)
     try:
-        started = pipelines_cli("cluster", "up", "--profile", profile)
-        assert started.returncode == 0, started.stderr
-        assert started.stdout.splitlines() == [
+        up = cli("cluster", "up", "--profile", profile)
+        assert up.returncode == 0, up.stderr
+        assert up.stdout.splitlines() == [
             f"bootstrap_servers={settings.kafka.bootstrap_servers}",
             f"spark_master={settings.spark.master}",
         ]
         yield kafka, spark
     finally:
-        brokers = pipelines_cli("broker", "stop", "--dir", kafka.directory)
-        down = pipelines_cli("cluster", "down", "--profile", profile)
+        brokers = cli("broker", "stop", "--dir", kafka.directory)
+        down = cli("cluster", "down", "--profile", profile)
         kafka.stop()  # reaps the nodes this process restarted
     assert brokers.returncode == 0 and "cluster stopped" in brokers.stderr, brokers.stderr
     assert down.returncode == 0 and "Spark cluster stopped" in down.stderr, down.stderr
@@ -126,21 +120,25 @@ def up(profile: Path) -> Iterator[tuple[LocalCluster, SparkStandalone]]:
     assert all(d.pid is None for d in spark.read_state().daemons)  # type: ignore[union-attr]
 
 
-@pytest.fixture(scope="module")
-def cluster(up: tuple[LocalCluster, SparkStandalone]) -> LocalCluster:
-    return up[0]
-
-
-@pytest.fixture(scope="module")
-def spark_cluster(up: tuple[LocalCluster, SparkStandalone]) -> SparkStandalone:
-    return up[1]
+@pytest.fixture
+def kafka_cluster(request: pytest.FixtureRequest) -> LocalCluster:
+    """The module's three brokers (started with the Spark cluster by the first test that needs either)."""
+    kafka, _ = started(request, "_cluster_up")
+    return kafka
 
 
 @pytest.fixture
-def servers(cluster: LocalCluster) -> str:
+def spark_cluster(request: pytest.FixtureRequest) -> SparkStandalone:
+    """The module's Spark standalone cluster: a master and two workers."""
+    _, spark = started(request, "_cluster_up")
+    return spark
+
+
+@pytest.fixture
+def servers(kafka_cluster: LocalCluster) -> str:
     """The cluster's bootstrap servers, with every node running and listed in the metadata,
     whatever an earlier test left down."""
-    state, _ = cluster.start()
+    state, _ = kafka_cluster.start()
     return state.bootstrap_servers
 
 
@@ -230,15 +228,17 @@ def listening_addresses(pid: int) -> set[tuple[str, int]]:
     return found
 
 
-def test_three_nodes_form_one_replicated_cluster_on_loopback(cluster: LocalCluster, servers: str) -> None:
-    state = cluster.read_state()
+def test_three_nodes_form_one_replicated_cluster_on_loopback(
+    kafka_cluster: LocalCluster, servers: str
+) -> None:
+    state = kafka_cluster.read_state()
     assert state is not None
-    assert cluster.brokers_in_metadata() == {1, 2, 3}
+    assert kafka_cluster.brokers_in_metadata() == {1, 2, 3}
     for node in state.nodes:
-        meta = (cluster.data_dir(node.node_id) / "meta.properties").read_text()
+        meta = (kafka_cluster.data_dir(node.node_id) / "meta.properties").read_text()
         assert f"cluster.id={state.cluster_id}" in meta.splitlines()
         assert f"node.id={node.node_id}" in meta.splitlines()
-        assert (cluster.log_dir(node.node_id) / "server.log").stat().st_size > 0
+        assert (kafka_cluster.log_dir(node.node_id) / "server.log").stat().st_size > 0
         assert node.pid is not None
         listening = listening_addresses(node.pid)
         assert {(node.address.split(":")[0], node.port), ("127.0.0.1", node.controller_port)} <= listening
@@ -267,40 +267,40 @@ def test_three_nodes_form_one_replicated_cluster_on_loopback(cluster: LocalClust
     assert describe_topic(servers, topic).configs["min.insync.replicas"] == "2"
 
     # `pipelines topics describe` shows the spread: partition, leader, replicas, in-sync replicas.
-    cli = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "topics", "describe", topic, "-b", servers],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "120"},
+    described = pipelines("topics", "describe", topic, "-b", servers, timeout_s=60, columns=120)
+    assert described.returncode == 0, described.stderr
+    rows = re.findall(
+        r"^\W+(\d)\W+([123])\W+([123],[123],[123])\W+([123],[123],[123])\W+$", described.stdout, re.M
     )
-    assert cli.returncode == 0, cli.stderr
-    rows = re.findall(r"^\W+(\d)\W+([123])\W+([123],[123],[123])\W+([123],[123],[123])\W+$", cli.stdout, re.M)
-    assert len(rows) == 6, cli.stdout
+    assert len(rows) == 6, described.stdout
     assert {leader for _, leader, _, _ in rows} == {"1", "2", "3"}
-    assert "replication factor 3" in cli.stdout
+    assert "replication factor 3" in described.stdout
 
 
-def test_cli_reports_the_running_cluster(cluster: LocalCluster, servers: str, profile: Path) -> None:
-    again = pipelines_cli("broker", "start", "--brokers", "3", "--profile", profile)
+def test_cli_reports_the_running_cluster(kafka_cluster: LocalCluster, servers: str, profile: Path) -> None:
+    again = cli("broker", "start", "--brokers", "3", "--profile", profile)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == servers
     assert "already runs" in again.stderr
-    status = pipelines_cli("broker", "status", "--dir", cluster.directory)
+    status = cli("broker", "status", "--dir", kafka_cluster.directory)
     assert status.returncode == 0 and status.stdout.strip() == servers
-    overview = pipelines_cli("cluster", "status", "--profile", profile)
+    overview = cli("cluster", "status", "--profile", profile)
     assert overview.returncode == 0, overview.stdout + overview.stderr
     assert overview.stdout.count("ALIVE") == 3  # the master and both workers
     assert overview.stdout.count("running") == 3  # every broker
     # Without --replication-factor a topic gets the cluster's default: a copy on every node.
     topic = _topic("cli-default-rf")
-    created = pipelines_cli("topics", "create", topic, "--partitions", "3", "--profile", profile)
+    created = cli("topics", "create", topic, "--partitions", "3", "--profile", profile)
     assert created.returncode == 0, created.stderr
     assert {(len(p.replicas), len(p.isr)) for p in settled(servers, topic, count=3)} == {(3, 3)}
 
 
 def test_leader_killed_mid_produce_loses_and_duplicates_nothing_then_rejoins(
-    cluster: LocalCluster, servers: str, spark: SparkSession, tmp_path: Path, request: pytest.FixtureRequest
+    kafka_cluster: LocalCluster,
+    servers: str,
+    spark: SparkSession,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     """While the revenue job reads the topic (processing-time micro-batches in the test's
     SparkSession), the leader of some partitions is SIGKILLed half-way through 200,000 acks=all
@@ -327,11 +327,11 @@ def test_leader_killed_mid_produce_loses_and_duplicates_nothing_then_rejoins(
 
     def kill_midway(sent: int) -> None:
         if sent == KILL_AT:
-            cluster.kill(victim)  # SIGKILL: no controlled shutdown, no handing over of leaderships
+            kafka_cluster.kill(victim)  # SIGKILL: no controlled shutdown, no handing over of leaderships
             killed.append(sent)
 
     ledger = tmp_path / "ledger.jsonl"
-    started = time.monotonic()
+    began = time.monotonic()
     report = publish_events(
         make_producer(servers),  # the project's defaults: acks=all, enable.idempotence=true
         topic,
@@ -340,7 +340,7 @@ def test_leader_killed_mid_produce_loses_and_duplicates_nothing_then_rejoins(
         on_progress=kill_midway,
         flush_timeout_s=180,
     )
-    produce_s = time.monotonic() - started
+    produce_s = time.monotonic() - began
     assert killed == [KILL_AT]
     assert report.produce.failed == [], report.produce.failed[:3]
     assert report.produce.acknowledged == EVENTS, f"{report.summary()} ({produce_s:.1f} s)"
@@ -376,16 +376,14 @@ def test_leader_killed_mid_produce_loses_and_duplicates_nothing_then_rejoins(
     finally:
         job.stop()
     rows = spark.read.format("delta").load(str(tmp_path / "revenue")).collect()
-    got = {
-        (r["window_start"].replace(tzinfo=UTC), r["category"]): (r["revenue"], r["sales_count"]) for r in rows
-    }
+    got = windows_of(rows)
     assert len(rows) == len(got) == len(expected)  # no (window, category) written twice
     assert got == expected
     summary = job.summary()
     assert (summary.aggregated, summary.late, summary.dead_lettered) == (EVENTS, 0, 0), summary
 
     # Restarted, the node catches up and is back in the in-sync set of every partition.
-    cluster.start_node(victim)
+    kafka_cluster.start_node(victim)
     rejoined = wait_partitions(
         servers,
         topic,
@@ -398,7 +396,7 @@ def test_leader_killed_mid_produce_loses_and_duplicates_nothing_then_rejoins(
 
 
 def test_two_nodes_down_acks_all_fails_instead_of_losing_silently(
-    cluster: LocalCluster, servers: str
+    kafka_cluster: LocalCluster, servers: str
 ) -> None:
     topic = _topic("two-down")
     create_topic(servers, topic, partitions=6, replication_factor=3)
@@ -406,10 +404,10 @@ def test_two_nodes_down_acks_all_fails_instead_of_losing_silently(
     first = leaders[0]
     second = next(n for n in [*leaders, 1, 2, 3] if n not in (None, first))
     assert first is not None and second is not None
-    cluster.kill(first)
+    kafka_cluster.kill(first)
     # With two nodes left the quorum still decides: the dead node leaves every in-sync set.
     wait_partitions(servers, topic, lambda ps: all(first not in p.isr for p in ps), f"node {first} fenced")
-    cluster.kill(second)
+    kafka_cluster.kill(second)
 
     producer = make_producer(servers, {"message.timeout.ms": 8000})
     report = produce_all(producer, topic, [(f"k{i}".encode(), b"v") for i in range(50)], flush_timeout_s=30)
@@ -419,25 +417,20 @@ def test_two_nodes_down_acks_all_fails_instead_of_losing_silently(
     # A partition whose leader is gone times out; one whose only in-sync copy is left says so.
     assert set(errors) <= {"Local: Message timed out", "Broker: Not enough in-sync replicas"}, errors
 
-    cluster.start()  # both back: the cluster takes acks=all writes again
+    kafka_cluster.start()  # both back: the cluster takes acks=all writes again
     again = produce_all(make_producer(servers), topic, [(b"after", b"v")], flush_timeout_s=60)
     assert again.failed == [] and again.acknowledged == 1
     print(f"\nacks=all with nodes {first} and {second} down: {dict(errors)}")
 
 
-def spark_submit(master_url: str, jars_dir: Path, log_dir: Path, job: str, *args: str) -> list[str]:
+def submit(
+    own_spark: OwnSpark, master_url: str, jars_dir: Path, log_dir: Path, job: str, *args: str
+) -> list[str]:
     """The spark-submit command line a user types for a job on the standalone cluster."""
-    return [
-        str(Path(sys.executable).parent / "spark-submit"),
-        *("--master", master_url, "--jars", ",".join(str(p) for p in spark_jars(jars_dir))),
-        *("--conf", "spark.executor.memory=512m"),
-        "--conf",
-        # The driver's own log (INFO, to spark.log) in the test's folder.
-        "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:"
-        f"{PROJECT_ROOT}/conf/log4j2.properties -Dpipelines.log.dir={log_dir}",
-        str(PROJECT_ROOT / "jobs" / job),
-        *args,
-    ]
+    jars = ",".join(str(p) for p in spark_jars(jars_dir))
+    return own_spark.submit(
+        job, *args, master=master_url, jars=jars, log_dir=log_dir, conf={"spark.executor.memory": "512m"}
+    )
 
 
 SUBMIT_ENV = {"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
@@ -445,7 +438,7 @@ SUBMIT_ENV = {"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
 
 
 def test_spark_submit_ships_every_order_once_on_the_cluster(
-    cluster: LocalCluster, servers: str, spark_cluster: SparkStandalone, jars_dir: Path, tmp_path: Path
+    servers: str, spark_cluster: SparkStandalone, own_spark: OwnSpark, jars_dir: Path, tmp_path: Path
 ) -> None:
     """orders_to_shipments.py submitted to the standalone master, reading and writing topics with
     three replicas: the shipments topic holds one shipment per valid order of the ledger (key,
@@ -457,9 +450,18 @@ def test_spark_submit_ships_every_order_once_on_the_cluster(
     for name, count in ((src, 6), (out, 6), (dlq, 1)):
         create_topic(servers, name, partitions=count, replication_factor=3)
         settled(servers, name, count=count)
-    sent = publish_orders(servers, src, tmp_path / "ledger.jsonl", 3000, seed=79, malformed=0.03, headers=2)
-    cmd = spark_submit(
-        state.master_url, jars_dir, tmp_path, "orders_to_shipments.py",
+    sent = publish_orders(
+        servers,
+        src,
+        tmp_path / "ledger.jsonl",
+        3000,
+        79,
+        late_fraction=0.02,
+        malformed_fraction=0.03,
+        headers=2,
+    )
+    cmd = submit(
+        own_spark, state.master_url, jars_dir, tmp_path, "orders_to_shipments.py",
         *("--bootstrap-servers", servers, "--source-topic", src, "--sink-topic", out, "--dlq-topic", dlq),
         *("--checkpoint", str(tmp_path / "checkpoint"), "--trigger", "available-now"),
         *("--max-offsets-per-trigger", "1200"),
@@ -476,12 +478,16 @@ def test_spark_submit_ships_every_order_once_on_the_cluster(
         valid,
         len(sent) - valid,
     ), summary
-    assert_shipped_exactly_once(read_topic(servers, out), sent)
-    assert_dead_letters(servers, dlq, sent, src)
+    assert_pipeline_output(servers, Topics(src, out, dlq), sent)
 
 
 def test_spark_submit_on_the_standalone_cluster_survives_a_lost_worker_and_broker(
-    cluster: LocalCluster, servers: str, spark_cluster: SparkStandalone, jars_dir: Path, tmp_path: Path
+    kafka_cluster: LocalCluster,
+    servers: str,
+    spark_cluster: SparkStandalone,
+    own_spark: OwnSpark,
+    jars_dir: Path,
+    tmp_path: Path,
 ) -> None:
     """The revenue job submitted to the standalone master reads the three brokers. Once its first
     batch is committed, the broker leading partition 0 is SIGKILLed, and so is worker 1 (with its
@@ -513,8 +519,8 @@ def test_spark_submit_on_the_standalone_cluster_survives_a_lost_worker_and_broke
     heartbeats = send_heartbeats(producer, topic, last + timedelta(minutes=5))
 
     progress = tmp_path / "progress.jsonl"
-    cmd = spark_submit(
-        state.master_url, jars_dir, tmp_path, "revenue_per_minute.py",
+    cmd = submit(
+        own_spark, state.master_url, jars_dir, tmp_path, "revenue_per_minute.py",
         *("--bootstrap-servers", servers, "--topic", topic, "--dlq-topic", dlq),
         *("--delta-path", str(tmp_path / "revenue"), "--checkpoint", str(tmp_path / "checkpoint")),
         # Two batches of data (then one that closes the last windows): the worker dies after the
@@ -541,7 +547,7 @@ def test_spark_submit_on_the_standalone_cluster_survives_a_lost_worker_and_broke
         # If the driver plans a batch before the controller has moved the dead node's leaderships,
         # its offset lookup waits for the Kafka admin client's default.api.timeout.ms (60 s) and
         # retries: slow, but nothing is lost.
-        cluster.kill(victim)
+        kafka_cluster.kill(victim)
         spark_cluster.kill_worker(1)
         killed_after = progress.read_text().count('"query": "revenue_per_minute_delta"')
         out, _ = job.communicate(timeout=300)
@@ -564,6 +570,6 @@ def test_spark_submit_on_the_standalone_cluster_survives_a_lost_worker_and_broke
     assert delta_batches > killed_after, "the worker was killed after the job's last batch"
 
     rows = DeltaTable(str(tmp_path / "revenue")).to_pyarrow_table().to_pylist()
-    got = {(r["window_start"], r["category"]): (r["revenue"], r["sales_count"]) for r in rows}
+    got = windows_of(rows)
     assert len(rows) == len(got) == len(expected)  # no (window, category) written twice
     assert got == expected

@@ -3,13 +3,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from pyspark.sql import SparkSession
 
 from pipelines.generators.sales import encode_sale, generate_sales
@@ -17,8 +13,7 @@ from pipelines.jobs.sales_to_delta import sales_to_delta
 from pipelines.kafka.admin import end_offsets
 from pipelines.kafka.producer import make_producer, produce_all
 from pipelines.monitor.lag import find_checkpoints, query_lag, read_query_offsets
-
-pytestmark = [pytest.mark.kafka, pytest.mark.spark]
+from tests.helpers import pipelines
 
 
 def test_lag_is_log_end_minus_the_last_committed_batch(
@@ -44,10 +39,7 @@ def test_lag_is_log_end_minus_the_last_committed_batch(
     assert {p: lag_ for p, (_, _, lag_) in lag.per_partition.items()} == added
     assert lag.total == 70
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "status", "--checkpoints", str(root), "-b", bootstrap],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+    proc = pipelines("status", "--checkpoints", str(root), "-b", bootstrap, columns=200)
     assert proc.returncode == 0, proc.stderr
     row = next(line for line in proc.stdout.splitlines() if "spine" in line and topic in line)
     assert [c.strip() for c in row.strip("│ ").split("│")][1:6] == [topic, "0", "300", "370", "70"]

@@ -15,17 +15,26 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.contracts import ORDERS_TOPIC, REVENUE_TOPIC, SALES_TOPIC, SHIPMENTS_TOPIC, dead_letter_topic
 from pipelines.kafka.acls import setup_least_privilege
 from pipelines.kafka.admin import create_topic
 from pipelines.local.broker import LocalBroker
 from pipelines.local.security import ADMIN, principal_security
 from pipelines.security import KafkaSecurity, use_security
+from tests.helpers import started
 
-TOPICS = {"orders": 3, "sales": 3, "shipments": 3, "orders.dlq": 1, "sales.dlq": 1, "revenue-per-minute": 1}
+TOPICS = {
+    ORDERS_TOPIC: 3,
+    SALES_TOPIC: 3,
+    SHIPMENTS_TOPIC: 3,
+    dead_letter_topic(ORDERS_TOPIC): 1,
+    dead_letter_topic(SALES_TOPIC): 1,
+    REVENUE_TOPIC: 1,
+}
 
 
 @pytest.fixture(scope="session")
-def secure_broker(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[LocalBroker]:
+def _session_secure_broker(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[LocalBroker]:
     with LocalBroker(tmp_path_factory.mktemp("secure-broker"), jars_dir, secure=True) as broker:
         servers = broker.bootstrap_servers
         admin = principal_security(broker.directory, ADMIN)
@@ -39,7 +48,14 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> I
         yield broker
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
+def secure_broker(request: pytest.FixtureRequest) -> LocalBroker:
+    """The secured broker, a second Kafka JVM, started once by the first test that needs it."""
+    broker: LocalBroker = started(request, "_session_secure_broker")
+    return broker
+
+
+@pytest.fixture
 def secure_bootstrap(secure_broker: LocalBroker) -> str:
     return secure_broker.bootstrap_servers
 

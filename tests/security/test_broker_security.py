@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +22,7 @@ from pipelines.kafka.producer import make_producer, produce_all
 from pipelines.local.broker import LocalBroker
 from pipelines.local.security import CREDENTIALS_FILE
 from pipelines.security import AuthorizationError, KafkaSecurity, client_conf
-
-pytestmark = pytest.mark.kafka
+from tests.helpers import pipelines
 
 Principal = Callable[[str], KafkaSecurity]
 
@@ -130,9 +128,7 @@ def test_acls_and_users_are_the_least_privilege_set(secure_bootstrap: str, secur
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, env=env, timeout=120
-    )
+    return pipelines(*args, env=env, columns=None)
 
 
 def test_cli_takes_credentials_from_the_environment(secure_broker: LocalBroker, tmp_path: Path) -> None:

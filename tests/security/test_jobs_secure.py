@@ -8,68 +8,79 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
+from pipelines.contracts import ORDERS_TOPIC, SALES_TOPIC, SHIPMENTS_TOPIC, dead_letter_topic
 from pipelines.generators.events import generate_events
-from pipelines.generators.ledger import read_ledger
+from pipelines.generators.ledger import LedgerEntry, read_ledger
 from pipelines.generators.publish import publish_events
 from pipelines.jobs.orders_to_shipments import run_summary, start_orders_to_shipments
 from pipelines.jobs.revenue_per_minute import start_revenue_per_minute
-from pipelines.kafka.admin import end_offsets, read_range
+from pipelines.kafka.admin import end_offsets
 from pipelines.kafka.producer import make_producer, produce_all
 from pipelines.monitor.progress import ProgressRecorder
 from pipelines.security import KafkaSecurity
 from pipelines.sinks import delta_row_count
-from tests.jobs.test_orders_to_shipments import shipment_value
-from tests.jobs.test_revenue_ledger import expected_windows
-from tests.jobs.test_revenue_per_minute import wait_until
-
-pytestmark = [pytest.mark.kafka, pytest.mark.spark]
+from tests.helpers import (
+    Record,
+    expected_windows,
+    heartbeat_after,
+    letter_reasons,
+    read_topic,
+    run_to_end,
+    shipment_value,
+    wait_until,
+    windows_of,
+)
 
 Principal = Callable[[str], KafkaSecurity]
+SALES_DLQ, ORDERS_DLQ = dead_letter_topic(SALES_TOPIC), dead_letter_topic(ORDERS_TOPIC)
 
 
 def offsets_json(topic: str, offsets: dict[int, int]) -> str:
     return json.dumps({topic: {str(p): o for p, o in offsets.items()}})
 
 
+def publish_as_producer(
+    as_principal: Principal, bootstrap: str, event_type: str, topic: str, ledger: Path, count: int, seed: int
+) -> list[LedgerEntry]:
+    """`count` seeded events (5% malformed) published by the producer principal: the ledger."""
+    as_principal("producer")
+    events = generate_events(event_type, count, seed=seed, malformed_fraction=0.05)
+    report = publish_events(make_producer(bootstrap), topic, events, ledger=ledger)
+    assert report.produce.failed == []
+    return read_ledger(ledger)
+
+
+def read_new(bootstrap: str, topics: dict[str, dict[int, int]], topic: str) -> list[Record]:
+    """The records of `topic` from the offsets in `topics`, read as the principal in use."""
+    return read_topic(bootstrap, topic, start=topics[topic])
+
+
 def test_revenue_job_with_tls_and_scram(
     spark: SparkSession, secure_bootstrap: str, as_principal: Principal, secure_run_dir: Path
 ) -> None:
     as_principal("admin")
-    sales_start, dlq_start = (
-        end_offsets(secure_bootstrap, "sales"),
-        end_offsets(secure_bootstrap, "sales.dlq"),
-    )
+    starts = {t: end_offsets(secure_bootstrap, t) for t in (SALES_TOPIC, SALES_DLQ)}
 
-    as_principal("producer")
     ledger = secure_run_dir / "sales-ledger.jsonl"
-    events = generate_events("sales", 600, seed=91, malformed_fraction=0.05)
-    report = publish_events(make_producer(secure_bootstrap), "sales", events, ledger=ledger)
-    assert report.produce.failed == []
-    entries = read_ledger(ledger)
+    entries = publish_as_producer(as_principal, secure_bootstrap, "sales", SALES_TOPIC, ledger, 600, 91)
     expected = expected_windows(entries)
     # A heartbeat far ahead of the last sale makes every window final.
-    beat = (max(minute for minute, _ in expected) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    produce_all(
-        make_producer(secure_bootstrap),
-        "sales",
-        [(b"heartbeat", f'{{"heartbeat":true,"timestamp":"{beat}"}}'.encode())],
-    )
+    produce_all(make_producer(secure_bootstrap), SALES_TOPIC, [heartbeat_after(expected)])
 
     as_principal("pipeline")
     table = secure_run_dir / "revenue"
     recorder = ProgressRecorder(secure_run_dir / "revenue.progress.jsonl")
     spark.streams.addListener(recorder)
     job = start_revenue_per_minute(
-        spark, bootstrap_servers=secure_bootstrap, topic="sales",
-        checkpoint=secure_run_dir / "revenue-checkpoint", delta_path=table, dlq_topic="sales.dlq",
+        spark, bootstrap_servers=secure_bootstrap, topic=SALES_TOPIC,
+        checkpoint=secure_run_dir / "revenue-checkpoint", delta_path=table, dlq_topic=SALES_DLQ,
         trigger="processing-time=0 seconds",
-        starting_offsets=offsets_json("sales", sales_start),
+        starting_offsets=offsets_json(SALES_TOPIC, starts[SALES_TOPIC]),
     )  # fmt: skip
     try:
         job.process_all_available()
@@ -81,18 +92,14 @@ def test_revenue_job_with_tls_and_scram(
         spark.streams.removeListener(recorder)
 
     rows = spark.read.format("delta").load(str(table)).collect()
-    got = {
-        (r["window_start"].replace(tzinfo=UTC), r["category"]): (r["revenue"], r["sales_count"]) for r in rows
-    }
-    assert got == expected
+    assert windows_of(rows) == expected
     summary = job.summary()
     malformed = {e.key: e.reason for e in entries if e.kind == "malformed"}
     assert (summary.read, summary.dead_lettered, summary.heartbeats) == (len(entries) + 1, len(malformed), 1)
     assert summary.reconciles and summary.late == 0
 
     as_principal("admin")
-    letters = read_range(secure_bootstrap, "sales.dlq", dlq_start, end_offsets(secure_bootstrap, "sales.dlq"))
-    assert {m.key(): dict(m.headers())["error.reason"].decode() for m in letters} == malformed
+    assert letter_reasons(read_new(secure_bootstrap, starts, SALES_DLQ)) == malformed
     assert (secure_run_dir / "revenue.progress.jsonl").stat().st_size > 0
 
 
@@ -100,39 +107,26 @@ def test_shipments_job_with_tls_and_scram(
     spark: SparkSession, secure_bootstrap: str, as_principal: Principal, secure_run_dir: Path
 ) -> None:
     as_principal("admin")
-    starts = {t: end_offsets(secure_bootstrap, t) for t in ("orders", "shipments", "orders.dlq")}
+    starts = {t: end_offsets(secure_bootstrap, t) for t in (ORDERS_TOPIC, SHIPMENTS_TOPIC, ORDERS_DLQ)}
 
-    as_principal("producer")
     ledger = secure_run_dir / "orders-ledger.jsonl"
-    events = generate_events("orders", 400, seed=92, malformed_fraction=0.05)
-    report = publish_events(make_producer(secure_bootstrap), "orders", events, ledger=ledger)
-    assert report.produce.failed == []
-    entries = read_ledger(ledger)
+    entries = publish_as_producer(as_principal, secure_bootstrap, "orders", ORDERS_TOPIC, ledger, 400, 92)
 
     as_principal("pipeline")
     queries = start_orders_to_shipments(
-        spark, bootstrap_servers=secure_bootstrap, source_topic="orders", sink_topic="shipments",
-        checkpoint=secure_run_dir / "shipments-checkpoint", dlq_topic="orders.dlq", trigger="available-now",
-        starting_offsets=offsets_json("orders", starts["orders"]),
+        spark, bootstrap_servers=secure_bootstrap, source_topic=ORDERS_TOPIC, sink_topic=SHIPMENTS_TOPIC,
+        checkpoint=secure_run_dir / "shipments-checkpoint", dlq_topic=ORDERS_DLQ, trigger="available-now",
+        starting_offsets=offsets_json(ORDERS_TOPIC, starts[ORDERS_TOPIC]),
     )  # fmt: skip
-    try:
-        for q in queries.values():
-            q.awaitTermination()
-    finally:
-        queries.stop()
+    run_to_end(queries)
     summary = run_summary(queries)
 
     as_principal("admin")
-
-    def read(topic: str) -> list[object]:
-        return read_range(secure_bootstrap, topic, starts[topic], end_offsets(secure_bootstrap, topic))
-
-    shipments = [(m.key(), m.value(), m.partition()) for m in read("shipments")]  # type: ignore[attr-defined]
+    shipments = [(r.key, r.value, r.partition) for r in read_new(secure_bootstrap, starts, SHIPMENTS_TOPIC)]
     valid = [e for e in entries if e.kind != "malformed"]
     assert sorted(shipments) == sorted((e.key, shipment_value(e.value), e.partition) for e in valid)
     malformed = {e.key: e.reason for e in entries if e.kind == "malformed"}
-    letters = read("orders.dlq")
-    assert {m.key(): dict(m.headers())["error.reason"].decode() for m in letters} == malformed  # type: ignore[attr-defined]
+    assert letter_reasons(read_new(secure_bootstrap, starts, ORDERS_DLQ)) == malformed
     assert (summary.read, summary.shipped, summary.dead_lettered) == (
         len(entries),
         len(valid),

@@ -13,8 +13,6 @@ from pipelines.local.broker import LocalBroker
 from pipelines.local.security import CREDENTIALS_FILE
 from pipelines.paths import PROJECT_ROOT
 
-pytestmark = pytest.mark.kafka
-
 
 def test_no_password_in_any_file_the_project_wrote(
     secure_broker: LocalBroker, secure_run_dir: Path, tmp_path_factory: pytest.TempPathFactory

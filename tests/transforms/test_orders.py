@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql.types import DecimalType, LongType, StringType, StructField, StructType
 
 from pipelines.transforms.orders import parse_orders, to_customer_count_records, to_customer_order_counts
-from tests.transforms.test_sales import KAFKA_ROWS
-
-pytestmark = pytest.mark.spark
+from tests.helpers import kafka_batch
 
 COUNTS = StructType(
     [
@@ -43,8 +40,7 @@ RECORDS = [
 
 
 def test_orders_parse_with_reasons(spark: SparkSession) -> None:
-    df = spark.createDataFrame([(b"k", v, "orders", 0, i) for i, v in enumerate(RECORDS)], KAFKA_ROWS)
-    parsed = df.transform(parse_orders).collect()
+    parsed = kafka_batch(spark, "orders", [(b"k", v) for v in RECORDS]).transform(parse_orders).collect()
     assert [r["error_reason"] for r in parsed] == [
         None, None, None, None, None, "missing_field:customer_id", "negative_amount", "empty_value",
     ]  # fmt: skip
@@ -52,7 +48,7 @@ def test_orders_parse_with_reasons(spark: SparkSession) -> None:
 
 
 def test_customer_counts_are_exact(spark: SparkSession) -> None:
-    df = spark.createDataFrame([(b"k", v, "orders", 0, i) for i, v in enumerate(RECORDS)], KAFKA_ROWS)
+    df = kafka_batch(spark, "orders", [(b"k", v) for v in RECORDS])
     actual = df.transform(parse_orders).transform(to_customer_order_counts)
     expected = spark.createDataFrame(
         [("c1", 2, Decimal("10.00")), ("c2", 2, Decimal("19999999999.98")), ("c3", 1, Decimal("1.01"))],

@@ -11,12 +11,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StructField, StructType
 
+from pipelines.contracts import ORDERS, SALES, EventSpec
 from pipelines.generators.events import generate_events
 from pipelines.transforms import parsing
-from pipelines.contracts import ORDERS, SALES, EventSpec
 from pipelines.transforms.parsing import good_shape_pattern
-
-pytestmark = pytest.mark.spark
 
 TS = '"2026-11-27T10:00:00.000Z"'
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 
-import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql.types import (
@@ -19,8 +17,7 @@ from pyspark.sql.types import (
 
 from pipelines.contracts import REVENUE_PER_MINUTE_SCHEMA
 from pipelines.transforms.revenue import to_revenue_per_window, to_revenue_stream
-
-pytestmark = pytest.mark.spark
+from tests.helpers import t
 
 SALES = StructType(
     [
@@ -32,10 +29,6 @@ SALES = StructType(
     ]
 )
 REVENUE = REVENUE_PER_MINUTE_SCHEMA
-
-
-def t(minute: int, second: int = 0, ms: int = 0) -> datetime:
-    return datetime(2026, 11, 27, 10, minute, second, ms * 1000, tzinfo=UTC)
 
 
 def test_tumbling_windows_per_category_with_exact_sums(spark: SparkSession) -> None:

@@ -9,22 +9,10 @@ from decimal import Decimal
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType
 
 from pipelines.contracts import SALES_TABLE_SCHEMA
 from pipelines.transforms.sales import filter_bad_records, filter_valid_sales, parse_sales, to_sales_rows
-
-pytestmark = pytest.mark.spark
-
-KAFKA_ROWS = StructType(
-    [
-        StructField("key", BinaryType()),
-        StructField("value", BinaryType()),
-        StructField("topic", StringType()),
-        StructField("partition", IntegerType()),
-        StructField("offset", LongType()),
-    ]
-)
+from tests.helpers import kafka_batch
 
 
 def sale(**overrides: object) -> bytes:
@@ -93,9 +81,7 @@ def kafka_df(spark: SparkSession) -> DataFrame:
         + [v for v, _ in BAD]
         + [b'{"heartbeat":true,"timestamp":"2026-11-27T10:05:00.000Z"}']
     )
-    return spark.createDataFrame(
-        [(b"k", v, "sales", 0, offset) for offset, v in enumerate(values)], schema=KAFKA_ROWS
-    )  # fmt: skip
+    return kafka_batch(spark, "sales", [(b"k", v) for v in values])
 
 
 def test_good_records_become_typed_rows(spark: SparkSession, kafka_df: DataFrame) -> None:

@@ -9,36 +9,21 @@ import json
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import (
-    ArrayType,
-    BinaryType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-)
+from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
+from pipelines.contracts import HEADER_DETAIL, HEADER_REASON, HEADER_SOURCE_TOPIC
 from pipelines.transforms.dead_letters import to_dead_letters
 from pipelines.transforms.orders import parse_orders
 from pipelines.transforms.parsing import filter_bad_records
 from pipelines.transforms.shipments import parse_orders_with_headers, to_shipments
+from tests.helpers import KAFKA_HEADERS, kafka_batch
 
-pytestmark = pytest.mark.spark
-
-HEADERS = ArrayType(StructType([StructField("key", StringType()), StructField("value", BinaryType())]))
-KAFKA_ROWS = StructType(
+SHIPMENT_ROWS = StructType(
     [
         StructField("key", BinaryType()),
-        StructField("value", BinaryType()),
-        StructField("topic", StringType()),
-        StructField("partition", IntegerType()),
-        StructField("offset", LongType()),
-        StructField("headers", HEADERS),
+        StructField("value", StringType()),
+        StructField("headers", KAFKA_HEADERS),
     ]
-)
-SHIPMENT_ROWS = StructType(
-    [StructField("key", BinaryType()), StructField("value", StringType()), StructField("headers", HEADERS)]
 )
 
 Headers = list[tuple[str, bytes | None]] | None
@@ -95,10 +80,7 @@ BAD: list[tuple[bytes | None, bytes | None, str]] = [
 
 @pytest.fixture
 def kafka_df(spark: SparkSession) -> DataFrame:
-    rows = [(k, v, h) for k, v, h in GOOD] + [(k, v, [("trace-id", b"bad")]) for k, v, _ in BAD]
-    return spark.createDataFrame(
-        [(k, v, "orders", 0, offset, h) for offset, (k, v, h) in enumerate(rows)], schema=KAFKA_ROWS
-    )
+    return kafka_batch(spark, "orders", [*GOOD, *((k, v, [("trace-id", b"bad")]) for k, v, _ in BAD)])
 
 
 def test_valid_orders_become_exactly_their_shipments(spark: SparkSession, kafka_df: DataFrame) -> None:
@@ -128,8 +110,8 @@ def test_bad_orders_are_no_shipments_and_become_dead_letters_with_reasons(kafka_
     got = {}
     for r in letters.collect():
         headers = {h["key"]: bytes(h["value"]).decode() for h in r["headers"]}
-        got[bytes(r["key"])] = (None if r["value"] is None else bytes(r["value"]), headers["error.reason"])
-        assert headers["source.topic"] == "orders" and headers["error.detail"]
+        got[bytes(r["key"])] = (None if r["value"] is None else bytes(r["value"]), headers[HEADER_REASON])
+        assert headers[HEADER_SOURCE_TOPIC] == "orders" and headers[HEADER_DETAIL]
     assert got == {k: (v, reason) for k, v, reason in BAD}
 
 

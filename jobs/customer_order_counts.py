@@ -1,10 +1,4 @@
-"""Running order count and amount per customer from `orders`, kept in Spark's state store.
-
-The spark-submit entry point: `spark-submit --jars "$(pipelines jars)" jobs/customer_order_counts.py
---help`. The same job runs as `python jobs/customer_order_counts.py` and as
-`pipelines-customer-order-counts`; the job itself (wiring, arguments and their rules) is
-pipelines/jobs/customer_order_counts.py, its command line is in docs/cli.md.
-"""
+"""spark-submit entry point of the job in pipelines/jobs/customer_order_counts.py (see docs/cli.md)."""
 
 import sys
 

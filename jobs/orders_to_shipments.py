@@ -1,10 +1,4 @@
-"""Orders become shipments: `orders` -> `shipments`, malformed orders to a dead-letter topic.
-
-The spark-submit entry point: `spark-submit --jars "$(pipelines jars)" jobs/orders_to_shipments.py
---help`. The same job runs as `python jobs/orders_to_shipments.py` and as
-`pipelines-orders-to-shipments`; the job itself (wiring, arguments and their rules) is
-pipelines/jobs/orders_to_shipments.py, its command line is in docs/cli.md.
-"""
+"""spark-submit entry point of the job in pipelines/jobs/orders_to_shipments.py (see docs/cli.md)."""
 
 import sys
 

@@ -23,16 +23,7 @@ from pyspark.sql import functions as F
 
 from pipelines.config import Settings
 from pipelines.contracts import CUSTOMER_COUNTS_TOPIC, ORDERS_TOPIC, dead_letter_topic
-from pipelines.jobs.runner import (
-    SINKS,
-    add_dlq_option,
-    add_read_options,
-    job_parser,
-    require_delta_path,
-    run_job,
-    start_dead_letters,
-    start_from_args,
-)
+from pipelines.jobs import runner
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.queries import QueryGroup
 from pipelines.sinks import start_delta_merge, start_kafka_sink
@@ -69,10 +60,7 @@ def start_customer_order_counts(
     The counts live in the query's RocksDB state (changelog checkpointing), so a restart on the
     same checkpoint continues them; `read_customer_state` reads that state directly.
     """
-    if sink not in SINKS:
-        raise ValueError(f"sink must be one of {SINKS}")
-    if sink in ("delta", "both") and delta_path is None:
-        raise ValueError("a Delta sink needs delta_path")
+    runner.check_sink(sink, delta_path)
     group = QueryGroup(CUSTOMER_ORDER_COUNTS, trigger)
     source = KafkaSource(spark, bootstrap_servers, source_topic, starting_offsets, max_offsets_per_trigger)
 
@@ -82,7 +70,7 @@ def start_customer_order_counts(
     with group.starting():
         if dead_letters:
             dlq = dlq_topic or dead_letter_topic(source_topic)
-            start_dead_letters(
+            runner.start_dead_letters(
                 group, parsed(), bootstrap_servers=bootstrap_servers, topic=dlq, checkpoint=checkpoint
             )
         if sink in ("kafka", "both"):
@@ -133,23 +121,23 @@ def read_customer_state(spark: SparkSession, query_checkpoint: Path) -> DataFram
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = job_parser(
+    p = runner.job_parser(
         "customer_order_counts.py",
         "Running order count and amount per customer from the orders topic, kept in Spark's state "
         "store and written in update mode to a compacted topic and/or a Delta table.",
     )
     p.add_argument("--source-topic", default=ORDERS_TOPIC, help=f"topic of orders (default: {ORDERS_TOPIC})")
-    p.add_argument("--sink", choices=SINKS, default="kafka", help="kafka (default), delta or both")
+    p.add_argument("--sink", choices=runner.SINKS, default="kafka", help="kafka (default), delta or both")
     p.add_argument(
         "--sink-topic",
         default=CUSTOMER_COUNTS_TOPIC,
         help=f"compacted output topic (default: {CUSTOMER_COUNTS_TOPIC})",
     )
     p.add_argument("--delta-path", type=Path, help="Delta table of the counts (for --sink delta or both)")
-    add_dlq_option(p, "source-topic")
-    add_read_options(p)
+    runner.add_dlq_option(p, "source-topic")
+    runner.add_read_options(p)
     args = p.parse_args(argv)
-    require_delta_path(p, args)
+    runner.require_delta_path(p, args)
     return args
 
 
@@ -158,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
-        group = start_from_args(start_customer_order_counts, spark, args, settings)
+        group = runner.start_from_args(start_customer_order_counts, spark, args, settings)
         group.await_termination()
         return {"read": group.input_rows("dlq"), "checkpoint": str(args.checkpoint)}, 0
 
-    return run_job(CUSTOMER_ORDER_COUNTS, args, os.environ, run)
+    return runner.run_job(CUSTOMER_ORDER_COUNTS, args, os.environ, run)

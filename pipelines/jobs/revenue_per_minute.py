@@ -30,16 +30,7 @@ from pyspark.sql import functions as F
 
 from pipelines.config import Settings
 from pipelines.contracts import REVENUE_TOPIC, SALES_TOPIC, dead_letter_topic
-from pipelines.jobs.runner import (
-    SINKS,
-    add_dlq_option,
-    add_read_options,
-    job_parser,
-    require_delta_path,
-    run_job,
-    start_dead_letters,
-    start_from_args,
-)
+from pipelines.jobs import runner
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.monitor.progress import ProgressRecorder
 from pipelines.queries import QueryGroup, observe_records
@@ -183,10 +174,9 @@ def start_revenue_per_minute(
     (processing-time) query does that on its own, even when input goes quiet, if a heartbeat
     record carries event time forward; an available-now run leaves them open for the next run.
     """
-    if sink not in SINKS or mode not in MODES:
-        raise ValueError(f"sink must be one of {SINKS} and mode one of {MODES}")
-    if sink in ("delta", "both") and delta_path is None:
-        raise ValueError("a Delta sink needs delta_path")
+    runner.check_sink(sink, delta_path)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
     job = RevenueJob(spark, trigger, checkpoint=checkpoint, delta_path=delta_path, mode=mode)
 
     source = KafkaSource(spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger)
@@ -200,7 +190,7 @@ def start_revenue_per_minute(
 
     with job.starting():
         dlq = dlq_topic or dead_letter_topic(topic)
-        start_dead_letters(
+        runner.start_dead_letters(
             job, parsed(), bootstrap_servers=bootstrap_servers, topic=dlq, checkpoint=checkpoint
         )
         if delta_path is not None and sink in ("delta", "both"):
@@ -236,7 +226,7 @@ def start_revenue_per_minute(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = job_parser(
+    p = runner.job_parser(
         "revenue_per_minute.py",
         "Revenue per category per event-time window from the sales topic, into Delta (exactly-once, "
         "one row per final window) and/or Kafka, with dead letters and late-data counts.",
@@ -249,7 +239,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--watermark", default="30 seconds", help='allowed lateness of events (default "30 seconds")'
     )
     p.add_argument("--window", default="1 minute", help='tumbling window length (default "1 minute")')
-    p.add_argument("--sink", choices=SINKS, default="delta", help="where revenue goes (default: delta)")
+    p.add_argument(
+        "--sink", choices=runner.SINKS, default="delta", help="where revenue goes (default: delta)"
+    )
     p.add_argument(
         "--mode",
         choices=MODES,
@@ -260,16 +252,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--output-topic", default=REVENUE_TOPIC, help=f"Kafka sink topic (default: {REVENUE_TOPIC})"
     )
-    add_dlq_option(p, "topic")
+    runner.add_dlq_option(p, "topic")
     p.add_argument(
         "--progress-file",
         type=Path,
         default=None,
         help="JSON-lines progress of every batch (default: <checkpoint>/../<checkpoint name>.progress.jsonl)",
     )
-    add_read_options(p)
+    runner.add_read_options(p)
     args = p.parse_args(argv)
-    require_delta_path(p, args)
+    runner.require_delta_path(p, args)
     if args.mode == "update" and args.sink == "kafka":
         p.error("--mode update is the Delta MERGE mode; the Kafka sink always sends updates")
     if args.progress_file is None:
@@ -285,11 +277,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any] | None, int]:
         spark.streams.addListener(ProgressRecorder(args.progress_file))
-        job = start_from_args(start_revenue_per_minute, spark, args, settings)
+        job = runner.start_from_args(start_revenue_per_minute, spark, args, settings)
         job.await_termination()
         if not job.available_now:
             return None, 0
         summary = job.summary()
         return {"progress_file": str(args.progress_file), **summary.as_dict()}, 0 if summary.reconciles else 4
 
-    return run_job(REVENUE_PER_MINUTE, args, os.environ, run)
+    return runner.run_job(REVENUE_PER_MINUTE, args, os.environ, run)

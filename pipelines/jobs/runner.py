@@ -121,6 +121,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def check_sink(sink: str, delta_path: Path | None) -> None:
+    """The Python API's version of the `--sink` rules (ValueError): a known sink, and a Delta path
+    for `delta` and `both`."""
+    if sink not in SINKS:
+        raise ValueError(f"sink must be one of {SINKS}")
+    if sink in ("delta", "both") and delta_path is None:
+        raise ValueError("a Delta sink needs delta_path")
+
+
 def require_delta_path(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """`--sink delta` and `--sink both` write a Delta table: `--delta-path` says where."""
     if args.sink in ("delta", "both") and args.delta_path is None:

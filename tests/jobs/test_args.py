@@ -103,11 +103,11 @@ def test_the_revenue_progress_file_sits_next_to_the_checkpoint() -> None:
     assert args.progress_file == Path("/x/ck/rev.progress.jsonl")
 
 
+@pytest.mark.parametrize("job", ["revenue_per_minute", "customer_order_counts"])
 @pytest.mark.parametrize("sink", ["delta", "both"])
-def test_a_delta_sink_of_the_revenue_job_needs_a_delta_path(
-    sink: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    error = refused(revenue_per_minute.parse_args, [*BASE, "--sink", sink], capsys)
+def test_a_delta_sink_needs_a_delta_path(job: str, sink: str, capsys: pytest.CaptureFixture[str]) -> None:
+    parse, _ = ALL_JOBS[job]
+    error = refused(parse, [*BASE, "--sink", sink], capsys)
     assert error.endswith("error: --delta-path is required with --sink delta or both")
 
 
@@ -141,14 +141,6 @@ def test_defaults_of_the_customer_counts_job() -> None:
     args = customer_order_counts.parse_args(BASE)
     assert (args.source_topic, args.sink, args.sink_topic) == ("orders", "kafka", "customer-order-counts")
     assert (args.delta_path, args.dlq_topic) == (None, None)
-
-
-@pytest.mark.parametrize("sink", ["delta", "both"])
-def test_a_delta_sink_of_the_counts_job_needs_a_delta_path(
-    sink: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    error = refused(customer_order_counts.parse_args, [*BASE, "--sink", sink], capsys)
-    assert error.endswith("error: --delta-path is required with --sink delta or both")
 
 
 @pytest.mark.parametrize("job", list(ALL_JOBS))

@@ -56,6 +56,9 @@ def session_conf(
         # Event time is UTC everywhere; the JVM default zone would shift window boundaries.
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        # Delta rebuilds a table's snapshot with 50 tasks by default, whatever its size: on small
+        # tables and few cores that is most of a MERGE's or a count's time.
+        "spark.databricks.delta.snapshotPartitions": str(shuffle_partitions),
         "spark.ui.enabled": str(ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
         # Streaming state in RocksDB keeps the JVM heap small and checkpoints compact.

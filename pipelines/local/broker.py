@@ -249,6 +249,21 @@ def format_storage(
     check_formatted(proc, data_dir, log_dir)
 
 
+PROBE_CONF = {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 250}
+"""Client settings of the readiness probes: while a starting broker still refuses connections,
+librdkafka doubles its reconnect backoff up to `reconnect.backoff.max.ms` (10 s by default), so a
+probe could miss the port opening by seconds; a starting broker is retried every 250 ms at most."""
+
+
+def probe_client(
+    bootstrap_servers: str, client_conf: Mapping[str, str | int | float | bool] | None = None
+) -> AdminClient:
+    """An admin client for readiness probes (PROBE_CONF), with `client_conf` (security) on top."""
+    return AdminClient(
+        {"bootstrap.servers": bootstrap_servers, **PROBE_CONF, **(client_conf or {})}, logger=_quiet
+    )
+
+
 def listed_brokers(admin: AdminClient, timeout_s: float) -> set[int] | None:
     """The ids of the brokers a metadata request through `admin` lists, or None when no broker
     answers within `timeout_s`."""
@@ -264,8 +279,7 @@ def metadata_answers(
 ) -> bool:
     """True when a broker at `bootstrap_servers` answers a metadata request within `timeout_s`
     (`client_conf`: the security settings a secured broker needs)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **(client_conf or {})}, logger=_quiet)
-    return bool(listed_brokers(admin, timeout_s))
+    return bool(listed_brokers(probe_client(bootstrap_servers, client_conf), timeout_s))
 
 
 class LocalBroker(Launcher[int, BrokerState]):
@@ -456,11 +470,7 @@ class LocalBroker(Launcher[int, BrokerState]):
 
     def _wait_ready(self, state: BrokerState) -> None:
         deadline = time.monotonic() + self.start_timeout_s
-        conf: dict[str, str | int | float | bool] = {
-            "bootstrap.servers": state.bootstrap_servers,
-            **self.client_conf(),
-        }
-        admin = AdminClient(conf, logger=_quiet)
+        admin = probe_client(state.bootstrap_servers, self.client_conf())
 
         def check_running() -> None:
             for _, _, code in self._exited():

@@ -34,13 +34,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
-
 from pipelines.errors import BrokerError
 from pipelines.local import jvm
 from pipelines.local.broker import (
     _new_cluster_id,
-    _quiet,
     check_formatted,
     find_java,
     format_command,
@@ -48,6 +45,7 @@ from pipelines.local.broker import (
     kraft_properties,
     listed_brokers,
     log_tail,
+    probe_client,
 )
 from pipelines.local.process import (
     HOST,
@@ -159,7 +157,7 @@ def cluster_metadata(bootstrap_servers: str, timeout_s: float = 2.0) -> set[int]
     """The ids of the brokers a metadata request at `bootstrap_servers` lists, or None when no
     broker answers within `timeout_s`. A KRaft broker is listed once the controller has unfenced
     it, and dropped once fenced."""
-    return listed_brokers(AdminClient({"bootstrap.servers": bootstrap_servers}, logger=_quiet), timeout_s)
+    return listed_brokers(probe_client(bootstrap_servers), timeout_s)
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, *, every_s: float = 0.25) -> None:

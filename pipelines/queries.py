@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from pipelines.triggers import trigger_kwargs
+from pipelines.triggers import is_available_now, is_real_time, trigger_kwargs
 
 POLL_S = 0.5
 """How long `await_termination` blocks on one query of a running group before it looks at the next."""
@@ -57,12 +57,12 @@ class QueryGroup:
     @property
     def available_now(self) -> bool:
         """True when the queries process what their sources hold and then stop by themselves."""
-        return "availableNow" in self.trigger
+        return is_available_now(self.trigger_spec)
 
     @property
     def real_time(self) -> bool:
         """True in Spark's real-time mode (long-running tasks, one record at a time)."""
-        return "realTime" in self.trigger
+        return is_real_time(self.trigger_spec)
 
     def query_name(self, name: str) -> str:
         """The Spark query name of the group's query `name`: `<job>_<name>`."""

@@ -24,7 +24,7 @@ from pipelines.queries import QueryGroup
 from pipelines.security import security_from_settings, use_security
 from pipelines.sinks import start_dead_letter_sink
 from pipelines.spark import job_error, job_log_file, session_for_job
-from pipelines.triggers import trigger_kwargs
+from pipelines.triggers import is_real_time, trigger_kwargs
 
 T = TypeVar("T")
 JobBody = Callable[[Settings, SparkSession], tuple[dict[str, Any] | None, int]]
@@ -96,7 +96,8 @@ def real_time_trigger(spec: str) -> str:
 
 def micro_batch_trigger(spec: str) -> str:
     """A `--trigger` value of a job that cannot run in real-time mode (it has state or a Delta sink)."""
-    if "realTime" in trigger_kwargs_or_error(spec):
+    trigger_kwargs_or_error(spec)
+    if is_real_time(spec):
         raise argparse.ArgumentTypeError(
             "real-time mode runs stateless Kafka-to-Kafka queries only (orders_to_shipments); "
             "use available-now or processing-time=<N>s"

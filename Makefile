@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
+# `make test` runs the suite on this many pytest-xdist workers (tests.helpers.xdist_group keeps
+# the SparkSession's tests on one worker and the cluster's on one); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -33,8 +36,8 @@ jars: $(INSTALLED) ## Resolve the Kafka and Delta jars with Maven into .jars/ (q
 run: setup ## Run the whole stack once: local Kafka broker, seeded events, Spark job into Delta, a table of what it wrote
 	@$(BIN)/pipelines demo
 
-test: setup ## Run the whole test suite on a real broker and a real SparkSession
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: setup ## Run the whole test suite on a real broker and a real SparkSession (two workers; the 15 slowest tests listed at the end)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 test-fast: setup ## Run the tests that need neither the broker nor Spark (seconds)
 	$(BIN)/pytest -m "not kafka and not spark" $(PYTEST_ARGS)

@@ -1,4 +1,6 @@
-"""Shared fixtures: one real Kafka broker and one SparkSession for the whole test run.
+"""Shared fixtures: one real Kafka broker and one SparkSession for the whole test run (per worker
+when `make test` runs the suite on pytest-xdist workers; every test that uses the SparkSession runs
+on the same worker, tests.helpers.xdist_group).
 
 Broker tests get a fresh topic (and consumer group) per test; streaming queries get their own
 checkpoint under `tmp_path`. Nothing here is mocked: `kafka` tests talk to a real Apache Kafka
@@ -31,7 +33,7 @@ from pipelines.kafka.admin import create_topic
 from pipelines.local.broker import LocalBroker
 from pipelines.local.jvm import spark_jars
 from pipelines.spark import build_session
-from tests.helpers import FIXTURE_MARKERS, OwnSpark, require_markers, started
+from tests.helpers import FIXTURE_MARKERS, OwnSpark, require_markers, started, xdist_group
 
 # Spark hands timestamps to Python as naive local datetimes; the contract is UTC, so the test
 # process runs in UTC whatever the machine's zone.
@@ -42,14 +44,28 @@ time.tzset()
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Give each test the markers of the fixtures it uses (`fixturenames` includes the fixtures of
-    its fixtures)."""
+    its fixtures), and its side-by-side group (tests.helpers.xdist_group; pytest-xdist reads the
+    `xdist_group` marker after this hook)."""
     for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
         used = set(getattr(item, "fixturenames", ()))
         for fixture, markers in FIXTURE_MARKERS.items():
             if fixture in used:
                 for marker in markers:
                     if item.get_closest_marker(marker) is None:
                         item.add_marker(marker)
+
+
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """Under `--dist loadgroup`, stop at once unless pytest-xdist took the tests' groups (it marks
+    each test id with `@group`): else two workers could each start a SparkSession and tests that
+    must run in order on one worker could run on two."""
+    if ids and node.config.getvalue("dist") == "loadgroup" and "@" not in ids[0]:  # type: ignore[attr-defined]
+        pytest.exit(
+            "pytest-xdist ignored the tests' xdist_group marks (pytest-dev/pytest-xdist#1386, pytest "
+            "9.2): install the versions pyproject.toml pins (`make setup`)",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
 
 
 @pytest.fixture(scope="session")

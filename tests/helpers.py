@@ -73,6 +73,30 @@ FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
 `slow` when that is more than the test run's one broker and one session."""
 
 
+# -- side-by-side groups (`make test` runs pytest-xdist with --dist loadgroup) -------------------
+SPARK_SESSION_GROUP = "spark-session"
+CLUSTER_GROUP = "cluster"
+
+
+def xdist_group(item: pytest.Item) -> str:
+    """The group a test runs in when the suite runs on several workers: a group runs on one worker,
+    in collection order.
+
+    - every test that uses the run's SparkSession, and every test of tests/security (the no-leak
+      test searches what the secured jobs wrote, so it runs after them), in one group: one
+      SparkSession per run, however many workers;
+    - the 3-broker cluster's tests in one group: one cluster per run;
+    - any other test with the rest of its module: a module's shared topics and fixtures are made
+      once, and modules are balanced across the workers, the largest first.
+    """
+    used = set(getattr(item, "fixturenames", ()))
+    if used & {"kafka_cluster", "spark_cluster"}:
+        return CLUSTER_GROUP
+    if "spark" in used or "security" in item.path.parts:
+        return SPARK_SESSION_GROUP
+    return item.path.relative_to(PROJECT_ROOT).as_posix()
+
+
 def require_markers(request: pytest.FixtureRequest) -> None:
     """Fail the requesting test unless it carries the markers of the requesting fixture (in
     FIXTURE_MARKERS), before the fixture starts anything: else `make test-fast` could start a JVM
@@ -287,6 +311,25 @@ def wait_until(
             # seconds; pyspark takes a float too (it waits int(timeout * 1000) ms)
             if query.awaitTermination(0.25 / len(watched)):  # type: ignore[arg-type]
                 raise AssertionError(f"query {query.name} stopped before {what}: {query.exception()}")
+
+
+class DeltaRows:
+    """`rows()` is the number of rows in the Delta table at `path` (0 before it exists), counted by
+    Spark again only after a new commit appears in its `_delta_log`: a wait on it polls a directory
+    listing, not a Spark job every quarter second. (A commit file appears whole: Delta writes it
+    under a temporary name and renames it.)"""
+
+    def __init__(self, spark: SparkSession, path: Path) -> None:
+        self.spark, self.path = spark, path
+        self._seen: str | None = None
+        self._rows = 0
+
+    def __call__(self) -> int:
+        latest = max((p.name for p in (self.path / "_delta_log").glob("*.json")), default=None)
+        if latest is not None and latest != self._seen:
+            self._seen = latest
+            self._rows = self.spark.read.format("delta").load(str(self.path)).count()
+        return self._rows
 
 
 def wait_while_running(

@@ -18,6 +18,7 @@ from pipelines.generators.publish import publish_events
 from pipelines.jobs.revenue_per_minute import RevenueJob, start_revenue_per_minute
 from pipelines.kafka.producer import make_producer, produce_all
 from tests.helpers import (
+    DeltaRows,
     event_time,
     expected_windows,
     heartbeat_after,
@@ -76,11 +77,8 @@ def test_delta_table_equals_the_ledger_totals(
     second = start()
     try:
         second.process_all_available()
-        wait_until(
-            lambda: spark.read.format("delta").load(str(table_path)).count() == len(expected),
-            second.main,
-            f"all {len(expected)} windows",
-        )
+        rows = DeltaRows(spark, table_path)
+        wait_until(lambda: rows() == len(expected), second.main, f"all {len(expected)} windows")
     finally:
         second.stop()
     assert part_a.produce.failed == [] and part_b.produce.failed == []

@@ -20,7 +20,7 @@ from pipelines.contracts import (
 )
 from pipelines.jobs.revenue_per_minute import RevenueRunSummary, start_revenue_per_minute
 from pipelines.kafka.producer import make_producer, produce_all
-from tests.helpers import dead_letter_headers, heartbeat, read_topic, sale, t, ts, wait_until
+from tests.helpers import DeltaRows, dead_letter_headers, heartbeat, read_topic, sale, t, ts, wait_until
 
 MALFORMED: list[tuple[tuple[bytes | None, bytes], str]] = [
     ((b"m1", b"{not json"), "invalid_json"),
@@ -35,10 +35,6 @@ MALFORMED: list[tuple[tuple[bytes | None, bytes], str]] = [
     ((b"m6", b""), "empty_value"),
     ((b"m7", b"\xc3\x28\xff"), "invalid_utf8"),
 ]  # fmt: skip
-
-
-def delta_rows(spark: SparkSession, path: Path) -> int:
-    return spark.read.format("delta").load(str(path)).count()
 
 
 def test_windows_dead_letters_late_rows_and_heartbeat_close(
@@ -74,7 +70,8 @@ def test_windows_dead_letters_late_rows_and_heartbeat_close(
         produce_all(make_producer(bootstrap), topic, quiet)
         job.process_all_available()
         # Spark closes the window in the no-data batch that follows the watermark's move.
-        wait_until(lambda: delta_rows(spark, tmp_path / "revenue") == 5, job.main, "the garden window")
+        rows = DeltaRows(spark, tmp_path / "revenue")
+        wait_until(lambda: rows() == 5, job.main, "the garden window")
     finally:
         job.stop()
 

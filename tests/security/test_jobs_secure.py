@@ -23,8 +23,8 @@ from pipelines.kafka.admin import end_offsets
 from pipelines.kafka.producer import make_producer, produce_all
 from pipelines.monitor.progress import ProgressRecorder
 from pipelines.security import KafkaSecurity
-from pipelines.sinks import delta_row_count
 from tests.helpers import (
+    DeltaRows,
     Record,
     expected_windows,
     heartbeat_after,
@@ -84,9 +84,8 @@ def test_revenue_job_with_tls_and_scram(
     )  # fmt: skip
     try:
         job.process_all_available()
-        wait_until(
-            lambda: delta_row_count(spark, table) == len(expected), job.main, f"all {len(expected)} windows"
-        )
+        rows = DeltaRows(spark, table)
+        wait_until(lambda: rows() == len(expected), job.main, f"all {len(expected)} windows")
     finally:
         job.stop()
         spark.streams.removeListener(recorder)

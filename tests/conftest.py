@@ -40,6 +40,13 @@ from tests.helpers import FIXTURE_MARKERS, OwnSpark, require_markers, started, x
 os.environ["TZ"] = "UTC"
 time.tzset()
 
+# Every JVM the tests start (brokers, SparkSessions, spark-submit, the standalone cluster, through
+# `java`, which reads JDK_JAVA_OPTIONS and says so on its stderr) compiles with C1 only: each
+# lives for seconds to minutes on a few thousand records, where C2's optimising compiler costs more
+# CPU than it saves; on two cores, that CPU is what the other worker waits for. Semantics are the
+# same (it is the JIT tier, not a Spark or Kafka setting); users' JVMs keep the default.
+os.environ.setdefault("JDK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
+
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

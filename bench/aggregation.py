@@ -6,6 +6,11 @@
   queries to their end; the session's own start-up is the `startup` workload.
 - `naive`: bench/naive.py (poll loop, json.loads, dict of windows), a child process.
 - `quix`: bench/quix.py (Quix Streams tumbling window), a child process.
+- `spark_batch`: the Spark batch ceiling: the same parse (`parse_sales`) and the same window
+  aggregation (`to_revenue_stream`) as one Spark *batch* query over the whole topic, on the same
+  session; what the streaming job would reach with no per-batch cost and one read per record.
+- `spark_read`: Spark's kafka source reading every record's value as a batch query, nothing else:
+  the ceiling of anything Spark does with the topic here.
 - `consumer_performance`: Kafka's ConsumerPerformance reading the topic: the ceiling.
 
 Every result is compared with totals computed from the bytes sent (bench.expected): all windows
@@ -36,7 +41,9 @@ from pipelines.contracts import dead_letter_topic
 from pipelines.generators.events import generate_events
 
 PARTITIONS = 3
-IMPLEMENTATIONS = ("spark", "naive", "quix", "consumer_performance")
+IMPLEMENTATIONS = ("spark", "spark_batch", "spark_read", "naive", "quix", "consumer_performance")
+SPARK_CEILINGS = ("spark_batch", "spark_read")
+"""Batch queries on the bench's SparkSession that bound what the streaming job can reach."""
 
 
 def preload(bootstrap: str, count: int, seed: int, log: Callable[[str], None]) -> tuple[str, ExpectedTotals]:
@@ -164,6 +171,61 @@ def run_spark(
     }
 
 
+def _kafka_batch(spark: Any, bootstrap: str, topic: str) -> Any:
+    """The whole topic as a batch DataFrame of Spark's kafka source (earliest to latest)."""
+    from pipelines.security import spark_kafka_options
+
+    reader = spark.read.format("kafka").options(**spark_kafka_options(bootstrap))
+    return reader.option("subscribe", topic).option("startingOffsets", "earliest").load()
+
+
+def run_spark_batch(spark: Any, bootstrap: str, topic: str, count: int, expected: Totals) -> dict[str, Any]:
+    """The streaming job's parse and aggregation as one batch query: every window is complete (a
+    batch query has no watermark), so every window must equal the expected totals."""
+    from pyspark.sql import functions as F
+
+    from pipelines.transforms.revenue import to_revenue_stream
+    from pipelines.transforms.sales import parse_sales
+
+    started = time.monotonic()
+    parsed = parse_sales(_kafka_batch(spark, bootstrap, topic))
+    # The job's defaults; the watermark is a no-op on a batch DataFrame.
+    revenue = to_revenue_stream(parsed, window="1 minute", watermark="30 seconds")
+    minute = F.date_format("window_start", "yyyy-MM-dd'T'HH:mm").alias("minute")
+    rows = revenue.select(minute, "category", "revenue", "sales_count").collect()
+    seconds = time.monotonic() - started
+    check = compare(normalise((r[0], r[1], r[2], r[3]) for r in rows), expected)
+    return {
+        "rate": count / seconds,
+        "seconds": seconds,
+        "check": {**check.as_dict(), "ok": check.ok and check.events_counted == count},
+    }
+
+
+def run_spark_read(spark: Any, bootstrap: str, topic: str, count: int, value_bytes: int) -> dict[str, Any]:
+    """Spark reads every record of the topic and its value (their count and total length must be
+    what the broker acknowledged), and does nothing else."""
+    from pyspark.sql import functions as F
+
+    started = time.monotonic()
+    row = _kafka_batch(spark, bootstrap, topic).agg(F.count("*"), F.sum(F.length("value"))).first()
+    seconds = time.monotonic() - started
+    records, total = int(row[0]), int(row[1] or 0)
+    return {
+        "rate": count / seconds,
+        "seconds": seconds,
+        "check": {"ok": (records, total) == (count, value_bytes), "records": records, "value_bytes": total},
+    }
+
+
+def _run_ceiling(
+    name: str, spark: Any, bootstrap: str, topic: str, count: int, totals: ExpectedTotals
+) -> dict[str, Any]:
+    if name == "spark_batch":
+        return run_spark_batch(spark, bootstrap, topic, count, totals.totals())
+    return run_spark_read(spark, bootstrap, topic, count, totals.value_bytes)
+
+
 def _duration_profile(job: Any) -> dict[str, dict[str, int]]:
     """Milliseconds per phase (durationMs of every batch's progress), summed per query: where the
     Spark job spends its time."""
@@ -244,18 +306,24 @@ def run(
     variants = {"spark": default, **(spark_variants or {})}
     names = [n for n in implementations if n != "spark"] + [n for n in variants if "spark" in implementations]
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    spark = spark_factory() if "spark" in implementations else None
+    needs_spark = any(n == "spark" or n in SPARK_CEILINGS for n in implementations)
+    spark = spark_factory() if needs_spark else None
     if spark is not None:
         # The first queries of a session pay for class loading and JIT (3-4x slower here): one
-        # untimed run of every Spark variant on a small topic first.
+        # untimed run of every Spark variant and ceiling on a small topic first.
         warm_topic, warm = preload(bootstrap, 20_000, seed=1, log=log)
-        for name, variant in variants.items():
+        for name, variant in variants.items() if "spark" in implementations else ():
             r = run_spark(spark, bootstrap, warm_topic, 20_000, warm.totals(), workdir, **variant)
+            log(f"aggregation {name}: warm-up run, correct={r['check']['ok']}")
+        for name in [n for n in implementations if n in SPARK_CEILINGS]:
+            r = _run_ceiling(name, spark, bootstrap, warm_topic, 20_000, warm)
             log(f"aggregation {name}: warm-up run, correct={r['check']['ok']}")
     for i in range(repeats):
         for name in names if i % 2 == 0 else list(reversed(names)):
             if name in variants:
                 r = run_spark(spark, bootstrap, topic, count, expected, workdir, **variants[name])
+            elif name in SPARK_CEILINGS:
+                r = _run_ceiling(name, spark, bootstrap, topic, count, totals)
             elif name == "consumer_performance":
                 r = run_consumer_performance(bootstrap, topic, count)
             else:

@@ -53,8 +53,11 @@ def run(
     ] = None,
     aggregation_impls: Annotated[
         str,
-        typer.Option("--aggregation-impls", help="comma-separated: spark,naive,quix,consumer_performance"),
-    ] = "spark,naive,quix,consumer_performance",
+        typer.Option(
+            "--aggregation-impls",
+            help="comma-separated: spark,spark_batch,spark_read,naive,quix,consumer_performance",
+        ),
+    ] = "spark,spark_batch,spark_read,naive,quix,consumer_performance",
     quick: Annotated[
         bool, typer.Option("--quick", help="small sizes and 1 repeat: a smoke test in a couple of minutes")
     ] = False,

@@ -22,6 +22,7 @@ class ExpectedTotals:
     """Revenue and count per (minute, category) of the sales sent, built one value at a time."""
 
     events: int = 0
+    value_bytes: int = 0
     _sums: dict[WindowKey, list[object]] = field(default_factory=dict)
     max_timestamp: str = ""
 
@@ -36,6 +37,7 @@ class ExpectedTotals:
             slot[0] = slot[0] + doc["amount"]  # type: ignore[operator]
             slot[1] = slot[1] + 1  # type: ignore[operator]
         self.events += 1
+        self.value_bytes += len(value)
         self.max_timestamp = max(self.max_timestamp, ts)
 
     def totals(self) -> Totals:

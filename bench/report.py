@@ -15,6 +15,8 @@ NAMES = {
     "naive": "naive Python poll loop",
     "quix": "Quix Streams tumbling window",
     "consumer_performance": "Kafka ConsumerPerformance (read ceiling)",
+    "spark_batch": "Spark batch ceiling (same parse and aggregation, one batch query)",
+    "spark_read": "Spark raw read (kafka source, batch, values only)",
     "spark_microbatch": "Spark micro-batch (processing-time=0s)",
     "spark_realtime": "Spark real-time mode",
     "python_at_least_once": "Python processor, at-least-once",
@@ -57,6 +59,9 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         out["spark / spark_baseline (speed-up)"] = paired_ratios(
             agg["spark"]["runs"], agg["spark_baseline"]["runs"]
         )
+    for ceiling in ("spark_batch", "spark_read"):
+        if "spark" in agg and ceiling in agg:
+            out[f"spark / {ceiling}"] = paired_ratios(agg["spark"]["runs"], agg[ceiling]["runs"])
     for spark_name in [n for n in agg if n.startswith("spark")]:
         for other in ("naive", "quix", "consumer_performance"):
             if other in agg:

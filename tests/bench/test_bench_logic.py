@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from bench.expected import ExpectedTotals, compare, normalise
+from bench.report import ratios
 from bench.stats import latency_summary, percentile, ratio, spread_text, summarize
 
 
@@ -54,6 +55,28 @@ def test_expected_totals_are_exact_decimals_per_minute_and_category() -> None:
         ("2026-11-27T10:00", "toys"): (Decimal("12.30"), 1),
     }
     assert exp.events == 4 and exp.max_timestamp == "2026-11-27T10:01:00.000Z"
+    # What Spark's raw read must count: the bytes of every value sent.
+    assert exp.value_bytes == 4 * len(_sale("2026-11-27T10:00:59.999Z", "books", "0.10"))
+
+
+def test_the_streaming_job_is_compared_with_its_spark_ceilings_repeat_by_repeat() -> None:
+    def runs(*rates: float) -> dict[str, object]:
+        return {"runs": [{"rate": r} for r in rates]}
+
+    results = {
+        "aggregation": {
+            "implementations": {
+                "spark": runs(40.0, 60.0),
+                "spark_batch": runs(100.0, 50.0),
+                "spark_read": runs(200.0, 300.0),
+                "naive": runs(80.0, 40.0),
+            }
+        }
+    }
+    got = ratios(results)
+    assert got["spark / spark_batch"]["median"] == pytest.approx((0.4 + 1.2) / 2)
+    assert got["spark / spark_read"]["median"] == pytest.approx((0.2 + 0.2) / 2)
+    assert got["spark / naive"]["median"] == pytest.approx((0.5 + 1.5) / 2)
 
 
 def test_compare_accepts_float_sums_only_when_they_round_to_the_exact_cents() -> None:

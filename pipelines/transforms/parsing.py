@@ -8,6 +8,12 @@ carrying a reason.
 The reason codes, checked in the order of `pipelines.contracts.REASON_CODES` (first defect wins),
 are the ones the Python processor gives for the same bytes (a test compares both parsers).
 
+Most records take a fast path instead: a value in the canonical shape (`canonical_pattern`: the
+contract's fields in order, plain ASCII strings, a plain amount) is a good event once its timestamp
+is a real instant, and its fields are read straight off the text without a VARIANT parse. Only
+the other records are parsed and checked as above; both paths give the same rows for the same
+bytes (tests/transforms/test_parsing_fast_path.py).
+
 Heartbeats (`{"heartbeat": true, "timestamp": "..."}`) are valid records that carry only event
 time: they advance the watermark when events go quiet and are filtered out before aggregating.
 """
@@ -51,6 +57,34 @@ def good_shape_pattern(spec: EventSpec) -> str:
     else. Variant objects list their fields sorted by name, whatever order the JSON had."""
     parts = [f"{name}: {_AMOUNT_TYPE if name == 'amount' else 'STRING'}" for name in sorted(spec.fields)]
     return "^OBJECT<" + ", ".join(parts) + ">$"
+
+
+_CANONICAL_TEXT = r'"[\x20\x21\x23-\x5b\x5d-\x7e]*"'
+"""A JSON string of printable ASCII with no escapes: its text between the quotes is its value."""
+_CANONICAL_AMOUNT = r"(?:0|[1-9][0-9]{0,9})(?:\.[0-9]{1,2})?"
+"""A JSON number >= 0 with at most two decimals that fits DECIMAL(12,2), without exponent."""
+_CANONICAL_TIMESTAMP = r'"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"'
+
+
+def canonical_pattern(spec: EventSpec) -> str:
+    """A regex matching the value text of a good event as the generators and most producers write
+    it: one JSON object, the contract's fields in contract order with no spaces, every string
+    printable ASCII with no escapes, `amount` a plain non-negative number of at most two decimals
+    that fits DECIMAL(12,2), `timestamp` in the contract's shape. Such a record is a good event
+    (once its timestamp is a real instant) and its values can be read straight off the text."""
+    parts = []
+    for name in spec.fields:
+        value = {"amount": _CANONICAL_AMOUNT, "timestamp": _CANONICAL_TIMESTAMP}.get(name, _CANONICAL_TEXT)
+        parts.append(f'"{name}":{value}')
+    return "^\\{" + ",".join(parts) + "\\}$"
+
+
+def _canonical_value(text: Column, name: str, *, string: bool) -> Column:
+    """The value of field `name` in a text matching `canonical_pattern` (a string without its
+    quotes). Values hold no quote, so `"name":` occurs once, where the field is."""
+    if string:
+        return F.substring_index(F.substring_index(text, f'"{name}":"', -1), '"', 1)
+    return F.substring_index(F.substring_index(F.substring_index(text, f'"{name}":', -1), ",", 1), "}", 1)
 
 
 def _error_reason(
@@ -145,25 +179,47 @@ def _error_detail(reason: Column, doc: Column, text: Column, amount: Column) -> 
     )
 
 
-def parse_events(kafka_df: DataFrame, spec: EventSpec) -> DataFrame:
+def parse_events(kafka_df: DataFrame, spec: EventSpec, *, fast_path: bool = True) -> DataFrame:
     """Kafka source rows -> the Kafka columns (and `headers` if present), the event's typed fields in
     contract order
     (`amount` as DECIMAL(12,2), `timestamp` as `event_time` TIMESTAMP), `is_heartbeat`,
     `error_reason` and `error_detail` (both null for a good record).
 
-    Typed columns are null on a record with an error; nothing is dropped here.
+    Typed columns are null on a record with an error; nothing is dropped here. `fast_path=False`
+    parses every record into a VARIANT (the tests compare both ways).
     """
     text = F.col("value").cast("string")
     doc = F.col("_doc")
+    fast = F.col("_fast")
     heartbeat = F.try_variant_get(doc, "$.heartbeat", "boolean") if spec.heartbeats else F.lit(False)
+    # Fast path: a value of the canonical shape (canonical_pattern) is a good event once its
+    # timestamp is a real instant; its fields are read off the text and it is never parsed into a
+    # VARIANT. Every other record goes through the VARIANT parse and the checks below, which give
+    # the same result for canonical records (tests/transforms/test_parsing_fast_path.py).
+    canonical = F.coalesce(text.rlike(canonical_pattern(spec)), F.lit(False)) if fast_path else F.lit(False)
+    fast_time = parse_timestamp(_canonical_value(text, "timestamp", string=True))
     with_checks = (
-        kafka_df.withColumn("_doc", F.try_parse_json(text))
-        .withColumn("_amount", F.try_variant_get(doc, "$.amount", MONEY.simpleString()))
-        .withColumn("_event_time", parse_timestamp(F.variant_get(doc, "$.timestamp", "string")))
-        .withColumn("_hb", F.coalesce(heartbeat, F.lit(False)))
+        kafka_df.withColumn("_fast_time", F.when(canonical, fast_time))
+        .withColumn("_fast", F.col("_fast_time").isNotNull())
+        .withColumn("_doc", F.when(~fast, F.try_parse_json(text)))
+        .withColumn(
+            "_amount",
+            F.when(fast, _canonical_value(text, "amount", string=False).cast(MONEY)).otherwise(
+                F.try_variant_get(doc, "$.amount", MONEY.simpleString())
+            ),
+        )
+        .withColumn(
+            "_event_time",
+            F.when(fast, F.col("_fast_time")).otherwise(
+                parse_timestamp(F.variant_get(doc, "$.timestamp", "string"))
+            ),
+        )
+        .withColumn("_hb", ~fast & F.coalesce(heartbeat, F.lit(False)))
         .withColumn(
             "error_reason",
-            _error_reason(spec, text, doc, F.col("_amount"), F.col("_event_time"), F.col("_hb")),
+            F.when(fast, F.lit(None).cast("string")).otherwise(
+                _error_reason(spec, text, doc, F.col("_amount"), F.col("_event_time"), F.col("_hb"))
+            ),
         )
     )
     is_event = F.col("error_reason").isNull() & ~F.col("_hb")
@@ -173,7 +229,10 @@ def parse_events(kafka_df: DataFrame, spec: EventSpec) -> DataFrame:
             return F.when(is_event, F.col("_amount")).alias("amount")
         if name == "timestamp":
             return F.when(F.col("error_reason").isNull(), F.col("_event_time")).alias("event_time")
-        return F.when(is_event, F.variant_get(doc, f"$.{name}", "string")).alias(name)
+        value = F.when(fast, _canonical_value(text, name, string=True)).otherwise(
+            F.variant_get(doc, f"$.{name}", "string")
+        )
+        return F.when(is_event, value).alias(name)
 
     # Headers ride along when the source was read with includeHeaders=true (shipments carry them).
     passthrough = [*KAFKA_COLUMNS, *(["headers"] if "headers" in kafka_df.columns else [])]

@@ -14,7 +14,7 @@ from pyspark.sql.types import BinaryType, StructField, StructType
 from pipelines.contracts import ORDERS, SALES, EventSpec
 from pipelines.generators.events import generate_events
 from pipelines.transforms import parsing
-from pipelines.transforms.parsing import good_shape_pattern
+from pipelines.transforms.parsing import canonical_pattern, good_shape_pattern, parse_events
 
 TS = '"2026-11-27T10:00:00.000Z"'
 
@@ -82,3 +82,42 @@ def test_good_shape_pattern_lists_the_fields_sorted() -> None:
     assert re.match(pattern, schema)
     assert not re.match(pattern, schema.replace("DECIMAL(4,2)", "DECIMAL(5,3)"))
     assert not re.match(pattern, schema.replace("timestamp: STRING", "timestamp: VOID"))
+
+
+CANONICAL_EDGES = [
+    _sale("0"),
+    _sale("0.5"),
+    _sale("9999999999.99"),  # the largest DECIMAL(12,2)
+    _sale("10000000000.00"),  # one digit more: not canonical, and too big for the contract
+    _sale("007"),  # not JSON
+    _sale(timestamp='"2026-13-40T10:00:00.000Z"'),  # canonical shape, not a real instant
+    _sale(currency='""'),  # an empty string is a string
+    _sale(currency='"E\\u0055R"'),  # an escape: the VARIANT path
+    _sale(currency='"EUR "'),
+    _sale().replace(b'"amount"', b' "amount"'),  # a space: the VARIANT path
+]
+
+
+@pytest.mark.parametrize("spec", [SALES, ORDERS], ids=["sales", "orders"])
+def test_canonical_fast_path_gives_the_same_rows_as_the_variant_parse(
+    spark: SparkSession, spec: EventSpec
+) -> None:
+    event_type = "sales" if spec is SALES else "orders"
+    events = list(generate_events(event_type, 2000, seed=12, malformed_fraction=0.3, late_fraction=0.05))
+    values = [e.value for e in events] + EDGE_SALES + CANONICAL_EDGES
+    schema = StructType([StructField("value", BinaryType())])
+    columns = [
+        F.lit(None).cast("binary").alias("key"),
+        F.col("value"),
+        F.lit("t").alias("topic"),
+        F.lit(0).alias("partition"),
+        F.monotonically_increasing_id().alias("offset"),
+    ]
+    kafka = spark.createDataFrame([(v,) for v in values], schema).select(*columns)
+    fast = parse_events(kafka, spec).collect()
+    slow = parse_events(kafka, spec, fast_path=False).collect()
+    assert [r.asDict() for r in fast] == [r.asDict() for r in slow]
+    # The fast path was taken: every valid event the generator wrote has the canonical shape.
+    pattern = re.compile(canonical_pattern(spec))
+    valid = [e.value for e in events if e.kind != "malformed"]
+    assert sum(1 for v in valid if pattern.match(v.decode())) == len(valid)

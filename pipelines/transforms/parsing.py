@@ -76,7 +76,8 @@ def canonical_pattern(spec: EventSpec) -> str:
     for name in spec.fields:
         value = {"amount": _CANONICAL_AMOUNT, "timestamp": _CANONICAL_TIMESTAMP}.get(name, _CANONICAL_TEXT)
         parts.append(f'"{name}":{value}')
-    return "^\\{" + ",".join(parts) + "\\}$"
+    # (?![\s\S]): the very end of the text; Java's `$` would also match before a final line break.
+    return "^\\{" + ",".join(parts) + "\\}(?![\\s\\S])"
 
 
 def _canonical_value(text: Column, name: str, *, string: bool) -> Column:

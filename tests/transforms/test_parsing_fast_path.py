@@ -95,6 +95,8 @@ CANONICAL_EDGES = [
     _sale(currency='"E\\u0055R"'),  # an escape: the VARIANT path
     _sale(currency='"EUR "'),
     _sale().replace(b'"amount"', b' "amount"'),  # a space: the VARIANT path
+    _sale() + b"\n",  # JSON whitespace after the object: the VARIANT path, still valid
+    _sale() + "\u2028".encode(),  # a line separator, not JSON whitespace: invalid_json
 ]
 
 

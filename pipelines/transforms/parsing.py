@@ -66,6 +66,11 @@ _CANONICAL_AMOUNT = r"(?:0|[1-9][0-9]{0,9})(?:\.[0-9]{1,2})?"
 _CANONICAL_TIMESTAMP = r'"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"'
 
 
+FAST_PATH_MAX_CHARS = 1_000_000
+"""Longer values take the VARIANT path even in the canonical shape: its JSON parser refuses strings
+over 20,000,000 characters (invalid_json), which reading off the text would not."""
+
+
 def canonical_pattern(spec: EventSpec) -> str:
     """A regex matching the value text of a good event as the generators and most producers write
     it: one JSON object, the contract's fields in contract order with no spaces, every string
@@ -197,7 +202,13 @@ def parse_events(kafka_df: DataFrame, spec: EventSpec, *, fast_path: bool = True
     # timestamp is a real instant; its fields are read off the text and it is never parsed into a
     # VARIANT. Every other record goes through the VARIANT parse and the checks below, which give
     # the same result for canonical records (tests/transforms/test_parsing_fast_path.py).
-    canonical = F.coalesce(text.rlike(canonical_pattern(spec)), F.lit(False)) if fast_path else F.lit(False)
+    canonical = (
+        F.coalesce(
+            (F.length(text) <= FAST_PATH_MAX_CHARS) & text.rlike(canonical_pattern(spec)), F.lit(False)
+        )
+        if fast_path
+        else F.lit(False)
+    )
     fast_time = parse_timestamp(_canonical_value(text, "timestamp", string=True))
     with_checks = (
         kafka_df.withColumn("_fast_time", F.when(canonical, fast_time))

@@ -95,8 +95,9 @@ CANONICAL_EDGES = [
     _sale(currency='"E\\u0055R"'),  # an escape: the VARIANT path
     _sale(currency='"EUR "'),
     _sale().replace(b'"amount"', b' "amount"'),  # a space: the VARIANT path
-    _sale() + b"\n",  # JSON whitespace after the object: the VARIANT path, still valid
-    _sale() + "\u2028".encode(),  # a line separator, not JSON whitespace: invalid_json
+    _sale() + b"\n",  # a line break after the object: the VARIANT path (valid)
+    _sale() + "\u2028".encode(),  # the same with U+2028 (Spark's JSON parser stops after the object)
+    _sale(currency='"' + "E" * 20_000_001 + '"'),  # longer than the JSON parser takes: invalid_json
 ]
 
 

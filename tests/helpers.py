@@ -58,6 +58,7 @@ from pipelines.kafka.producer import make_producer
 from pipelines.paths import PROJECT_ROOT
 from pipelines.queries import QueryGroup
 from pipelines.security import client_conf
+from pipelines.sinks import delta_row_count
 
 # -- markers from fixtures (tests/conftest.py applies them) ----------------------------------------
 FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
@@ -328,7 +329,7 @@ class DeltaRows:
         latest = max((p.name for p in (self.path / "_delta_log").glob("*.json")), default=None)
         if latest is not None and latest != self._seen:
             self._seen = latest
-            self._rows = self.spark.read.format("delta").load(str(self.path)).count()
+            self._rows = delta_row_count(self.spark, self.path)
         return self._rows
 
 

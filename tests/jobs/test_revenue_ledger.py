@@ -77,8 +77,8 @@ def test_delta_table_equals_the_ledger_totals(
     second = start()
     try:
         second.process_all_available()
-        rows = DeltaRows(spark, table_path)
-        wait_until(lambda: rows() == len(expected), second.main, f"all {len(expected)} windows")
+        written = DeltaRows(spark, table_path)
+        wait_until(lambda: written() == len(expected), second.main, f"all {len(expected)} windows")
     finally:
         second.stop()
     assert part_a.produce.failed == [] and part_b.produce.failed == []

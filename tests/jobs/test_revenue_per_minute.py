@@ -70,8 +70,8 @@ def test_windows_dead_letters_late_rows_and_heartbeat_close(
         produce_all(make_producer(bootstrap), topic, quiet)
         job.process_all_available()
         # Spark closes the window in the no-data batch that follows the watermark's move.
-        rows = DeltaRows(spark, tmp_path / "revenue")
-        wait_until(lambda: rows() == 5, job.main, "the garden window")
+        written = DeltaRows(spark, tmp_path / "revenue")
+        wait_until(lambda: written() == 5, job.main, "the garden window")
     finally:
         job.stop()
 

@@ -84,8 +84,8 @@ def test_revenue_job_with_tls_and_scram(
     )  # fmt: skip
     try:
         job.process_all_available()
-        rows = DeltaRows(spark, table)
-        wait_until(lambda: rows() == len(expected), job.main, f"all {len(expected)} windows")
+        written = DeltaRows(spark, table)
+        wait_until(lambda: written() == len(expected), job.main, f"all {len(expected)} windows")
     finally:
         job.stop()
         spark.streams.removeListener(recorder)

@@ -35,6 +35,7 @@ class SessionOptions(TypedDict, total=False):
     log4j_config: Path | None
     log_dir: Path | None
     verbose: bool
+    java_options: Sequence[str]
     extra: Mapping[str, str] | None
 
 
@@ -47,9 +48,11 @@ def session_conf(
     log4j_config: Path | None = None,
     log_dir: Path | None = None,
     verbose: bool = False,
+    java_options: Sequence[str] = (),
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The configuration `build_session` applies, as plain key/values (tested on its own)."""
+    """The configuration `build_session` applies, as plain key/values (tested on its own).
+    `java_options` are added to the driver's and executors' JVM options."""
     conf: dict[str, str] = {
         "spark.sql.extensions": DELTA_EXTENSION,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
@@ -88,6 +91,9 @@ def session_conf(
             opt += " -Dpipelines.console.level=info"
         conf["spark.driver.extraJavaOptions"] = opt
         conf["spark.executor.extraJavaOptions"] = opt
+    if java_options:
+        for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+            conf[key] = " ".join([*filter(None, [conf.get(key)]), *java_options])
     conf.update(extra or {})
     return conf
 
@@ -113,10 +119,16 @@ def build_session(
 
 
 def session_for_job(
-    app_name: str, settings: Settings, environ: Mapping[str, str], *, verbose: bool = False
+    app_name: str,
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    verbose: bool = False,
+    java_options: Sequence[str] = (),
 ) -> SparkSession:
     """The session of a job entry point: local jars, master and log config from the settings when
-    started with `python`, or what spark-submit provided when started by spark-submit."""
+    started with `python`, or what spark-submit provided when started by spark-submit (which
+    then also decides the JVM's options: `java_options` apply to a session started here)."""
     if launched_by_spark_submit(environ):
         return build_session(
             app_name,
@@ -135,6 +147,7 @@ def session_for_job(
         log4j_config=settings.resolve_path(log4j) if log4j else None,
         log_dir=job_log_dir(settings),
         verbose=verbose,
+        java_options=java_options,
     )
 
 

@@ -33,6 +33,23 @@ def test_session_conf_for_a_local_run() -> None:
     assert "spark.jars.packages" not in conf
 
 
+def test_java_options_follow_the_log_options_of_driver_and_executors() -> None:
+    conf = session_conf(
+        master="local[2]", jars=None, log4j_config=Path("/c/log4j2.properties"), java_options=["-Xss4m"]
+    )
+    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+        assert conf[key] == "-Dlog4j2.configurationFile=file:/c/log4j2.properties -Xss4m"
+    bare = session_conf(master="local[2]", jars=None, java_options=["-Xss4m"])
+    assert bare["spark.driver.extraJavaOptions"] == "-Xss4m"
+
+
+def test_demo_batches_carry_the_run_in_three_with_the_heartbeats_in_the_last() -> None:
+    from pipelines.demo import demo_batch_size
+
+    assert demo_batch_size(5000, 3) == 1668  # 3 x 1,668 = 5,004 >= 5,000 sales + 3 heartbeats
+    assert demo_batch_size(600, 3) == 500
+
+
 def test_session_conf_under_spark_submit_leaves_jars_and_master_alone() -> None:
     conf = session_conf(master=None, jars=None)
     assert "spark.jars" not in conf and "spark.master" not in conf

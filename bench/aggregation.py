@@ -22,6 +22,7 @@ their events must be exactly the ones the job reports as `still_open`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import shutil
@@ -99,18 +100,21 @@ def preload(bootstrap: str, count: int, seed: int, log: Callable[[str], None]) -
 
 
 @contextlib.contextmanager
-def _parser(per_field: bool) -> Iterator[None]:
-    """With `per_field`, queries started inside use the parser's field-by-field checks for every
-    record (the parser before its fast path, kept in the code as `_error_reason_per_field`)."""
-    from pipelines.transforms import parsing
+def _parser(per_field: bool, fast_path: bool = True) -> Iterator[None]:
+    """Queries started inside use an earlier parser: with `fast_path=False` every record goes
+    through the VARIANT parse (the parser before its canonical fast path); with `per_field` also
+    through the field-by-field checks (the parser before that, kept as `_error_reason_per_field`)."""
+    from pipelines.transforms import parsing, sales
 
-    fast = parsing._error_reason
+    checks, parse = parsing._error_reason, sales.parse_events
     if per_field:
         parsing._error_reason = parsing._error_reason_per_field
+    if not fast_path:
+        sales.parse_events = functools.partial(parsing.parse_events, fast_path=False)
     try:
         yield
     finally:
-        parsing._error_reason = fast
+        parsing._error_reason, sales.parse_events = checks, parse
 
 
 def run_spark(
@@ -124,6 +128,7 @@ def run_spark(
     max_offsets_per_trigger: int | None,
     shuffle_partitions: int | None = None,
     per_field_parser: bool = False,
+    fast_path: bool = True,
 ) -> dict[str, Any]:
     from pipelines.jobs.revenue_per_minute import start_revenue_per_minute
 
@@ -131,7 +136,7 @@ def run_spark(
         spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
     base = workdir / env.unique("spark")
     started = time.monotonic()
-    with _parser(per_field_parser):
+    with _parser(per_field_parser, fast_path):
         job = start_revenue_per_minute(
             spark,
             bootstrap_servers=bootstrap,
@@ -159,13 +164,18 @@ def run_spark(
         and summary.dead_lettered == 0
         and summary.still_open == check.missing_events
     )
-    batches = len(job.progress(job.main_name))
+    progress = job.progress(job.main_name)
+    batches = len(progress)
+    state_rows_max = max(
+        (sum(op.get("numRowsTotal", 0) for op in p.get("stateOperators") or []) for p in progress), default=0
+    )
     profile = _duration_profile(job)
     shutil.rmtree(base, ignore_errors=True)
     return {
         "rate": count / seconds,
         "seconds": seconds,
         "batches": batches,
+        "state_rows_max": state_rows_max,
         "profile_ms": profile,
         "check": {**check.as_dict(), "ok": ok, "summary": summary.as_dict()},
     }

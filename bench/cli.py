@@ -18,7 +18,7 @@ import typer
 from bench import env
 
 app = typer.Typer(add_completion=False, help=__doc__)
-WORKLOADS = ("producer", "aggregation", "latency", "startup")
+WORKLOADS = ("producer", "aggregation", "orders", "scaling", "latency", "startup")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -35,6 +35,12 @@ def run(
         int, typer.Option("--repeats", "-r", help="repeats of every measurement (>= 3 for the README)")
     ] = 3,
     events: Annotated[int, typer.Option("--events", help="preloaded sales for the aggregation")] = 2_000_000,
+    orders: Annotated[
+        int, typer.Option("--orders", help="preloaded orders for the orders workload")
+    ] = 500_000,
+    scaling_sizes: Annotated[
+        str, typer.Option("--scaling-sizes", help="sales per run of the scaling workload")
+    ] = "250000,1000000,4000000",
     producer_records: Annotated[
         int, typer.Option("--producer-records", help="records per producer run")
     ] = 300_000,
@@ -67,8 +73,9 @@ def run(
         str | None,
         typer.Option(
             "--baseline",
-            help="a commit whose generator runs side by side (generate_baseline), and a Spark run with the "
-            "parser's field-by-field checks (spark_baseline): before -> after within one run",
+            help="a commit whose generator runs side by side (generate_baseline), and a Spark run with every "
+            "record through the VARIANT parse, no canonical fast path (spark_baseline): before -> after "
+            "within one run",
         ),
     ] = None,
     before: Annotated[
@@ -82,9 +89,11 @@ def run(
     if unknown:
         raise typer.BadParameter(f"unknown workloads {sorted(unknown)}; choose from {WORKLOADS}")
     if quick:
-        repeats, events, producer_records, latency_seconds = (
+        repeats, events, orders, scaling_sizes, producer_records, latency_seconds = (
             1,
             min(events, 50_000),
+            min(orders, 20_000),
+            "20000,40000",
             min(producer_records, 20_000),
             min(latency_seconds, 3.0),
         )
@@ -95,6 +104,8 @@ def run(
         "workloads": list(selected),
         "repeats": repeats,
         "events": events,
+        "orders": orders,
+        "scaling_sizes": scaling_sizes,
         "producer_records": producer_records,
         "latency_seconds": latency_seconds,
         "rates": rates,
@@ -143,7 +154,7 @@ def run(
         variants["spark_baseline"] = {
             "max_offsets_per_trigger": settings.spark.max_offsets_per_trigger,
             "shuffle_partitions": settings.spark.shuffle_partitions,
-            "per_field_parser": True,
+            "fast_path": False,
         }
     started = time.monotonic()
     try:
@@ -175,6 +186,23 @@ def run(
                     shuffle_partitions=settings.spark.shuffle_partitions,
                     spark_variants=variants,
                     implementations=tuple(i.strip() for i in aggregation_impls.split(",") if i.strip()),
+                )
+            if "orders" in selected:
+                from bench import orders as orders_workload
+
+                results["orders"] = orders_workload.run(
+                    spark_factory, bootstrap, count=orders, repeats=repeats, workdir=workdir, log=_log
+                )
+            if "scaling" in selected:
+                from bench import scaling
+
+                results["scaling"] = scaling.run(
+                    spark_factory,
+                    bootstrap,
+                    sizes=tuple(int(n) for n in scaling_sizes.split(",")),
+                    workdir=workdir,
+                    log=_log,
+                    max_offsets_per_trigger=settings.spark.max_offsets_per_trigger,
                 )
             if "latency" in selected:
                 from bench import latency

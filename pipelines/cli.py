@@ -13,6 +13,7 @@ import sys
 from typing import Annotated
 
 import typer
+from confluent_kafka import KafkaException
 
 from pipelines import versions
 from pipelines.commands.broker import broker_app
@@ -101,15 +102,25 @@ def _root(
 
 
 def main() -> None:
-    """Entry point of the `pipelines` console script."""
+    """Entry point of the `pipelines` console script: every failure is one line on stderr and a
+    non-zero exit; a traceback only with `--verbose`."""
     try:
         app()
     except PipelinesError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
-        sys.exit(1)
+        _fail(str(exc))
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception as exc:  # anything unforeseen: still one line, the traceback on request
+        if _VERBOSE[0]:
+            raise
+        what = exc.args[0].str() if isinstance(exc, KafkaException) and exc.args else str(exc)
+        _fail(f"{type(exc).__name__}: {what} (run with --verbose for the traceback)")
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

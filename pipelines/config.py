@@ -40,6 +40,9 @@ class KafkaSettings(_Frozen):
     """`host:port[,host:port]`, or "local" for the broker `pipelines broker start` runs."""
     producer: dict[str, str | int | bool] = Field(default_factory=dict)
     """librdkafka producer properties added to the project's defaults."""
+    replication_factor: int | None = Field(default=None, ge=1)
+    """Copies of each partition of the topics jobs create on demand (dead-letter topics, and sink
+    topics with `--create-topics`); unset: the cluster's `default.replication.factor`."""
     security_protocol: str = "PLAINTEXT"
     """PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL."""
     sasl_mechanism: str = "SCRAM-SHA-512"

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from pipelines.config import LOCAL_BROKER, Settings, load_settings
 from pipelines.errors import PipelinesError
+from pipelines.kafka.reach import check_reachable
 from pipelines.local.broker import LocalBroker
 from pipelines.security import KafkaSecurity, security_from_settings, use_security
 
@@ -72,12 +73,14 @@ def client_security(settings: Settings) -> KafkaSecurity:
 def bootstrap_servers(settings: Settings, override: str | None) -> str:
     """The servers to talk to: the option, else the profile's; "local" finds the local broker.
 
-    Registers the settings' client security for them (see the module docstring).
+    Registers the settings' client security for them (see the module docstring) and checks that a
+    broker answers (`pipelines.kafka.reach`): a wrong address fails here, in seconds, with one line.
     """
     servers = override or settings.kafka.bootstrap_servers
     security = client_security(settings)
     if servers != LOCAL_BROKER:
         use_security(servers, security)
+        check_reachable(servers)
         return servers
     broker = local_broker(settings, None)
     state = broker.running()
@@ -93,4 +96,5 @@ def bootstrap_servers(settings: Settings, override: str | None) -> str:
             "generators) and use --profile secure"
         )
     use_security(state.bootstrap_servers, security)
+    check_reachable(state.bootstrap_servers)
     return state.bootstrap_servers

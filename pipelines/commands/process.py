@@ -101,6 +101,8 @@ def orders_to_shipments(
         batch_size=batch_size,
         batch_timeout_s=batch_timeout,
         producer_config=settings.kafka.producer,
+        replication_factor=settings.kafka.replication_factor,
+        on_topic_created=lambda message: err.print(message, highlight=False),
     )
     processor = Processor(config)
 

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from pipelines.config import Settings
 from pipelines.contracts import CUSTOMER_COUNTS_TOPIC, ORDERS_TOPIC, dead_letter_topic
 from pipelines.jobs import runner
+from pipelines.kafka.job_topics import JobTopics
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.queries import QueryGroup
 from pipelines.sinks import start_delta_merge, start_kafka_sink
@@ -150,4 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         group.await_termination()
         return {"read": group.input_rows("dlq"), "checkpoint": str(args.checkpoint)}, 0
 
-    return runner.run_job(CUSTOMER_ORDER_COUNTS, args, os.environ, run)
+    topics = JobTopics(
+        sources=[args.source_topic],
+        sinks=[args.sink_topic] if args.sink in ("kafka", "both") else [],
+        dead_letters=runner.dead_letters(args, args.source_topic),
+    )
+    return runner.run_job(CUSTOMER_ORDER_COUNTS, args, os.environ, run, topics)

@@ -44,12 +44,14 @@ from pipelines.errors import PipelinesError
 from pipelines.jobs.runner import (
     add_dlq_option,
     add_read_options,
+    dead_letters,
     job_parser,
     run_job,
     start_dead_letters,
     start_from_args,
 )
 from pipelines.kafka.admin import list_topics
+from pipelines.kafka.job_topics import JobTopics
 from pipelines.queries import QueryGroup, observe_records
 from pipelines.sinks import start_kafka_sink
 from pipelines.sources import KafkaSource
@@ -197,4 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         group.await_termination()
         return {"checkpoint": str(args.checkpoint), **run_summary(group).as_dict()}, 0
 
-    return run_job(ORDERS_TO_SHIPMENTS, args, os.environ, run)
+    topics = JobTopics(
+        sources=[args.source_topic],
+        sinks=[args.sink_topic],
+        dead_letters=dead_letters(args, args.source_topic),
+    )
+    return run_job(ORDERS_TO_SHIPMENTS, args, os.environ, run, topics)

@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 from pipelines.config import Settings
 from pipelines.contracts import REVENUE_TOPIC, SALES_TOPIC, dead_letter_topic
 from pipelines.jobs import runner
+from pipelines.kafka.job_topics import JobTopics
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.monitor.progress import ProgressRecorder
 from pipelines.queries import QueryGroup, observe_records
@@ -284,4 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = job.summary()
         return {"progress_file": str(args.progress_file), **summary.as_dict()}, 0 if summary.reconciles else 4
 
-    return runner.run_job(REVENUE_PER_MINUTE, args, os.environ, run)
+    topics = JobTopics(
+        sources=[args.topic],
+        sinks=[args.output_topic] if args.sink in ("kafka", "both") else [],
+        dead_letters=runner.dead_letters(args, args.topic),
+    )
+    return runner.run_job(REVENUE_PER_MINUTE, args, os.environ, run, topics)

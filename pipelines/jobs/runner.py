@@ -19,7 +19,10 @@ from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 
 from pipelines.config import Settings, load_settings
+from pipelines.contracts import dead_letter_topic
 from pipelines.errors import PipelinesError
+from pipelines.kafka.job_topics import JobTopics, prepare_topics
+from pipelines.kafka.reach import check_reachable
 from pipelines.queries import QueryGroup
 from pipelines.security import security_from_settings, use_security
 from pipelines.sinks import start_dead_letter_sink
@@ -44,13 +47,19 @@ TRIGGER_HELP = (
 
 def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """The parser of a job, with the options every job has: `--bootstrap-servers` and
-    `--checkpoint` (required), `--profile` and `--verbose`."""
+    `--checkpoint` (required), `--profile`, `--create-topics` and `--verbose`."""
     p = argparse.ArgumentParser(prog=prog, description=description, epilog=SECURITY_EPILOG)
     p.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, host:port[,...]")
     p.add_argument(
         "--checkpoint", required=True, type=Path, help="checkpoint folder (one subfolder per query)"
     )
     p.add_argument("--profile", default="local", help="settings profile in conf/ (default: local)")
+    p.add_argument(
+        "--create-topics",
+        action="store_true",
+        help="create a missing sink topic (with the source's partition count) instead of stopping; "
+        "dead-letter topics are always created on demand",
+    )
     p.add_argument(
         "--verbose",
         action="store_true",
@@ -82,6 +91,11 @@ def add_read_options(
         default=None,
         help="bound on records per micro-batch (default: the profile's spark.max_offsets_per_trigger)",
     )
+
+
+def dead_letters(args: argparse.Namespace, source: str) -> tuple[tuple[str, str], ...]:
+    """The job's dead-letter topic (`--dlq-topic`, default `<source>.dlq`) with its source."""
+    return ((args.dlq_topic or dead_letter_topic(source), source),)
 
 
 def add_dlq_option(p: argparse.ArgumentParser, source_flag: str) -> None:
@@ -142,7 +156,7 @@ def max_offsets(args: argparse.Namespace, settings: Settings) -> int | None:
     return args.max_offsets_per_trigger or settings.spark.max_offsets_per_trigger
 
 
-RUN_OPTIONS = frozenset({"profile", "verbose", "progress_file"})
+RUN_OPTIONS = frozenset({"profile", "verbose", "progress_file", "create_topics"})
 """Arguments that are about the run (settings, logging, files), not the pipeline's wiring."""
 
 
@@ -175,10 +189,19 @@ def start_dead_letters(
     )
 
 
-def run_job(name: str, args: argparse.Namespace, environ: Mapping[str, str], body: JobBody) -> int:
+def run_job(
+    name: str,
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    body: JobBody,
+    topics: JobTopics | None = None,
+) -> int:
     """Run `body` for the job `name` and return its exit status: 2 for what arguments or setup can
     fix, 3 for a query that failed while running (`job_error`), else the body's.
 
+    Before Spark starts, a broker must answer (`pipelines.kafka.reach`) and the job's `topics` are
+    checked, dead-letter topics created on demand (`pipelines.kafka.job_topics`): a wrong address
+    or a missing topic is one line within seconds, not a Java stack trace after a minute.
     Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
     """
     log_file = None
@@ -186,6 +209,15 @@ def run_job(name: str, args: argparse.Namespace, environ: Mapping[str, str], bod
         settings = load_settings(args.profile, environ)
         log_file = job_log_file(settings, environ)
         use_security(args.bootstrap_servers, security_from_settings(settings))
+        check_reachable(args.bootstrap_servers)
+        if topics is not None:
+            prepare_topics(
+                args.bootstrap_servers,
+                topics,
+                create_sinks=getattr(args, "create_topics", False),
+                replication_factor=settings.kafka.replication_factor,
+                say=lambda message: print(f"{name}: {message}", file=sys.stderr),
+            )
         spark = session_for_job(name, settings, environ, verbose=args.verbose)
         summary, status = body(settings, spark)
     except (PipelinesError, PySparkException) as exc:

@@ -22,6 +22,7 @@ from pyspark.sql import SparkSession
 from pipelines.config import Settings
 from pipelines.contracts import SALES_TOPIC
 from pipelines.jobs.runner import add_read_options, job_parser, run_job, start_from_args
+from pipelines.kafka.job_topics import JobTopics
 from pipelines.queries import QueryGroup
 from pipelines.sinks import delta_row_count, start_delta_append
 from pipelines.sources import KafkaSource
@@ -100,4 +101,4 @@ def main(argv: list[str] | None = None) -> int:
         summary = start_from_args(sales_to_delta, spark, args, settings)
         return {"delta_path": str(args.delta_path), **summary.as_dict()}, 0
 
-    return run_job(SALES_TO_DELTA, args, os.environ, run)
+    return run_job(SALES_TO_DELTA, args, os.environ, run, JobTopics(sources=[args.topic]))

@@ -65,6 +65,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from pipelines.contracts import ORDERS_TOPIC, SHIPMENTS_TOPIC, dead_letter_topic
 from pipelines.errors import PipelinesError
 from pipelines.kafka.dlq import DeadLetter
+from pipelines.kafka.job_topics import JobTopics, prepare_topics
 from pipelines.kafka.producer import LIBRDKAFKA_LOGGER, ConfValue, make_producer
 from pipelines.processor.shipments import RejectedOrder, shipment_value
 from pipelines.security import client_conf
@@ -138,6 +139,11 @@ class ProcessorConfig:
     consumer_config: Mapping[str, Any] = field(default_factory=dict)
     """librdkafka consumer settings; they cannot change the commit or isolation settings."""
     timeout_s: float = 30.0
+    replication_factor: int | None = None
+    """Copies of each partition of a dead-letter topic the processor creates on demand (unset: the
+    cluster's default), as the Spark jobs do (`pipelines.kafka.job_topics`)."""
+    on_topic_created: Callable[[str], None] | None = None
+    """Told once, in words, about each topic the processor created."""
     """For each broker round trip the processor waits on (commits, transactions, flushes)."""
 
     def __post_init__(self) -> None:
@@ -275,9 +281,9 @@ class Processor:
         older instance with the same transactional.id), then join the group. Idempotent."""
         if self._consumer is not None:
             return
-        producer = self._create_producer()
         # Topics first: an instance that cannot run must not fence the one that does.
-        self._check_topics(producer)
+        self._check_topics()
+        producer = self._create_producer()
         self._init_transactions(producer)
         self._producer = producer
         conf: dict[str, Any] = {
@@ -666,16 +672,20 @@ class Processor:
             raise PipelinesError("the processor is closed")
         return self._producer
 
-    def _check_topics(self, producer: Producer) -> None:
-        topics = (self.config.source_topic, self.config.sink_topic, self.config.dead_letter_topic)
-        metadata = producer.list_topics(timeout=self.config.timeout_s)
-        for topic in topics:
-            found = metadata.topics.get(topic)
-            if found is None or found.error is not None:
-                raise PipelinesError(
-                    f"topic {topic!r} does not exist; create it first, e.g. "
-                    f"`pipelines topics create {topic} --partitions 3`"
-                )
+    def _check_topics(self) -> None:
+        """The same rules as the Spark jobs': the source and the sink must exist, the dead-letter
+        topic is created on demand with the source's partition count."""
+        c = self.config
+        prepare_topics(
+            c.bootstrap_servers,
+            JobTopics(
+                sources=[c.source_topic],
+                sinks=[c.sink_topic],
+                dead_letters=[(c.dead_letter_topic, c.source_topic)],
+            ),
+            replication_factor=c.replication_factor,
+            say=c.on_topic_created or (lambda _m: None),
+        )
 
     # -- rebalance callbacks (inside consume() and close()) --------------------------------------
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -325,7 +325,7 @@ def test_the_command_processes_and_prints_one_summary_line(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--sink-topic", "no-such-topic"], "error: topic 'no-such-topic' does not exist; create it first"),
+        (["--sink-topic", "no-such-topic"], "error: sink topic 'no-such-topic' does not exist on"),
         (["--guarantee", "at-least-once", "--transactional-id", "t"], "only for --guarantee exactly-once"),
         (["--guarantee", "twice"], "--guarantee must be one of at-most-once, at-least-once, exactly-once"),
     ],

@@ -118,26 +118,57 @@ def load_settings(
                 f"({env}), never from a file that could be committed. Remove it from the profile."
             )
     data.setdefault("profile", path.stem)
-    for keys, value in _env_overrides(environ or {}):
+    from_env: dict[tuple[str, ...], str] = {}
+    for name, keys, value in _env_overrides(environ or {}):
         node = data
         for key in keys[:-1]:
             node = node.setdefault(key, {})
         node[keys[-1]] = value
+        from_env[tuple(keys)] = name
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise PipelinesError(f"invalid settings in {path} (or PIPELINES_* variables): {problems}") from None
+        problems = "; ".join(_problem(e, path, from_env) for e in exc.errors())
+        raise PipelinesError(f"invalid settings: {problems}") from None
 
 
-def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], str]]:
+def _problem(error: Any, path: Path, from_env: Mapping[tuple[str, ...], str]) -> str:
+    """One validation error as a user can act on it: the key, where it was set (the variable or
+    the file), the value given and what is allowed."""
+    loc = tuple(str(p) for p in error["loc"])
+    key = ".".join(loc)
+    where = from_env.get(loc) or str(path)
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        known = f"; {'.'.join(loc[:-1]) or 'the top level'} takes {', '.join(allowed)}" if allowed else ""
+        return f"unknown key {key} (in {where}){known}"
+    return f"{key} = {error['input']!r} (from {where}): {error['msg']}"
+
+
+def _allowed_keys(parent: tuple[str, ...]) -> list[str]:
+    """The keys the settings accept under `parent` (a path of field names), if it names a section."""
+    model: Any = Settings
+    for name in parent:
+        field = getattr(model, "model_fields", {}).get(name)
+        if (
+            field is None
+            or not isinstance(field.annotation, type)
+            or not issubclass(field.annotation, BaseModel)
+        ):
+            return []
+        model = field.annotation
+    return sorted(model.model_fields)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, list[str], str]]:
+    """(variable, key path, value) of every PIPELINES_* override in `environ`."""
     overrides = []
     for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         if name == "PIPELINES_BOOTSTRAP_SERVERS":
-            overrides.append((["kafka", "bootstrap_servers"], value))
+            overrides.append((name, ["kafka", "bootstrap_servers"], value))
         elif "__" in name:
             keys = name.removeprefix(ENV_PREFIX).lower().split("__")
-            overrides.append((keys, value))
+            overrides.append((name, keys, value))
     return overrides

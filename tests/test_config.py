@@ -40,9 +40,27 @@ def test_settings_are_frozen() -> None:
         s.spark.master = "yarn"  # type: ignore[misc]
 
 
-def test_invalid_override_names_the_field() -> None:
-    with pytest.raises(PipelinesError, match=r"spark\.shuffle_partitions"):
+def test_invalid_override_names_the_field_the_variable_and_the_value() -> None:
+    with pytest.raises(PipelinesError) as refused:
         load_settings("local", {"PIPELINES_SPARK__SHUFFLE_PARTITIONS": "many"})
+    assert str(refused.value) == (
+        "invalid settings: spark.shuffle_partitions = 'many' (from PIPELINES_SPARK__SHUFFLE_PARTITIONS): "
+        "Input should be a valid integer, unable to parse string as an integer"
+    )
+
+
+def test_an_unknown_key_lists_the_keys_of_its_section(tmp_path: Path) -> None:
+    profile = tmp_path / "mine.yaml"
+    profile.write_text("spark:\n  shufle_partitions: 8\n")
+    with pytest.raises(PipelinesError) as refused:
+        load_settings(profile, {"PIPELINES_KAFKA__LINGER": "5"})
+    kafka_keys = "bootstrap_servers, producer, replication_factor, sasl_mechanism, sasl_password, "
+    kafka_keys += "sasl_username, security_protocol, ssl_ca_location"
+    spark_keys = "log4j_config, master, max_offsets_per_trigger, shuffle_partitions, ui_enabled"
+    assert str(refused.value) == (
+        f"invalid settings: unknown key kafka.linger (in PIPELINES_KAFKA__LINGER); kafka takes {kafka_keys}; "
+        f"unknown key spark.shufle_partitions (in {profile}); spark takes {spark_keys}"
+    )
 
 
 def test_unknown_profile_lists_the_known_ones() -> None:

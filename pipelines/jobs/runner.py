@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
@@ -45,10 +45,17 @@ TRIGGER_HELP = (
 )
 
 
+class JobArgumentParser(argparse.ArgumentParser):
+    """argparse, with a wrong argument reported on one line (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """The parser of a job, with the options every job has: `--bootstrap-servers` and
     `--checkpoint` (required), `--profile`, `--create-topics` and `--verbose`."""
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=SECURITY_EPILOG)
+    p = JobArgumentParser(prog=prog, description=description, epilog=SECURITY_EPILOG)
     p.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, host:port[,...]")
     p.add_argument(
         "--checkpoint", required=True, type=Path, help="checkpoint folder (one subfolder per query)"

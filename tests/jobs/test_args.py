@@ -23,11 +23,13 @@ ALL_JOBS = {
 
 
 def refused(parse: ParseArgs, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """The one-line error argparse prints for `argv` (it exits with status 2)."""
+    """The error the job prints for `argv`: one line (no usage block), exit status 2."""
     with pytest.raises(SystemExit) as exit_info:
         parse(argv)
     assert exit_info.value.code == 2
-    return capsys.readouterr().err.strip().splitlines()[-1]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(" (see --help)"), lines
+    return lines[0]
 
 
 @pytest.mark.parametrize("job", list(ALL_JOBS))

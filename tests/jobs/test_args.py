@@ -110,7 +110,7 @@ def test_the_revenue_progress_file_sits_next_to_the_checkpoint() -> None:
 def test_a_delta_sink_needs_a_delta_path(job: str, sink: str, capsys: pytest.CaptureFixture[str]) -> None:
     parse, _ = ALL_JOBS[job]
     error = refused(parse, [*BASE, "--sink", sink], capsys)
-    assert error.endswith("error: --delta-path is required with --sink delta or both")
+    assert error.endswith("error: --delta-path is required with --sink delta or both (see --help)")
 
 
 def test_the_revenue_job_writes_kafka_only_without_a_delta_path() -> None:
@@ -120,7 +120,9 @@ def test_the_revenue_job_writes_kafka_only_without_a_delta_path() -> None:
 
 def test_update_mode_is_the_delta_merge_mode(capsys: pytest.CaptureFixture[str]) -> None:
     error = refused(revenue_per_minute.parse_args, [*BASE, "--sink", "kafka", "--mode", "update"], capsys)
-    assert error.endswith("error: --mode update is the Delta MERGE mode; the Kafka sink always sends updates")
+    assert error.endswith(
+        "error: --mode update is the Delta MERGE mode; the Kafka sink always sends updates (see --help)"
+    )
     args = revenue_per_minute.parse_args([*BASE, "--sink", "both", "--mode", "update", "--delta-path", "t"])
     assert (args.sink, args.mode) == ("both", "update")
 

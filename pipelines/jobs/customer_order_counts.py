@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from pipelines.config import Settings
 from pipelines.contracts import CUSTOMER_COUNTS_TOPIC, ORDERS_TOPIC, dead_letter_topic
 from pipelines.jobs import runner
+from pipelines.jobs.checkpoint import CheckpointSpec
 from pipelines.kafka.job_topics import JobTopics
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.queries import QueryGroup
@@ -156,4 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         sinks=[args.sink_topic] if args.sink in ("kafka", "both") else [],
         dead_letters=runner.dead_letters(args, args.source_topic),
     )
-    return runner.run_job(CUSTOMER_ORDER_COUNTS, args, os.environ, run, topics)
+    checkpoint = CheckpointSpec(
+        queries=("dlq", "kafka", "merge"), identity={"topic": args.source_topic}, stateful=True
+    )
+    return runner.run_job(CUSTOMER_ORDER_COUNTS, args, os.environ, run, topics, checkpoint)

@@ -41,6 +41,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pipelines.config import Settings
 from pipelines.contracts import ORDERS_TOPIC, SHIPMENTS_TOPIC, dead_letter_topic
 from pipelines.errors import PipelinesError
+from pipelines.jobs.checkpoint import CheckpointSpec
 from pipelines.jobs.runner import (
     add_dlq_option,
     add_read_options,
@@ -204,4 +205,5 @@ def main(argv: list[str] | None = None) -> int:
         sinks=[args.sink_topic],
         dead_letters=dead_letters(args, args.source_topic),
     )
-    return run_job(ORDERS_TO_SHIPMENTS, args, os.environ, run, topics)
+    checkpoint = CheckpointSpec(queries=("shipments", "dlq"), identity={"topic": args.source_topic})
+    return run_job(ORDERS_TO_SHIPMENTS, args, os.environ, run, topics, checkpoint)

@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 from pipelines.config import Settings
 from pipelines.contracts import REVENUE_TOPIC, SALES_TOPIC, dead_letter_topic
 from pipelines.jobs import runner
+from pipelines.jobs.checkpoint import CheckpointSpec
 from pipelines.kafka.job_topics import JobTopics
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.monitor.progress import ProgressRecorder
@@ -290,4 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         sinks=[args.output_topic] if args.sink in ("kafka", "both") else [],
         dead_letters=runner.dead_letters(args, args.topic),
     )
-    return runner.run_job(REVENUE_PER_MINUTE, args, os.environ, run, topics)
+    checkpoint = CheckpointSpec(
+        queries=("dlq", "delta", "merge", "kafka"),
+        identity={"topic": args.topic, "window": args.window, "watermark": args.watermark, "mode": args.mode},
+        stateful=True,
+    )
+    return runner.run_job(REVENUE_PER_MINUTE, args, os.environ, run, topics, checkpoint)

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pipelines.config import Settings, load_settings
 from pipelines.contracts import dead_letter_topic
 from pipelines.errors import PipelinesError
+from pipelines.jobs.checkpoint import SHUFFLE_PARTITIONS, CheckpointSpec, guard_checkpoint, record_checkpoint
 from pipelines.kafka.job_topics import JobTopics, prepare_topics
 from pipelines.kafka.reach import check_reachable
 from pipelines.queries import QueryGroup
@@ -202,20 +203,29 @@ def run_job(
     environ: Mapping[str, str],
     body: JobBody,
     topics: JobTopics | None = None,
+    checkpoint: CheckpointSpec | None = None,
 ) -> int:
     """Run `body` for the job `name` and return its exit status: 2 for what arguments or setup can
     fix, 3 for a query that failed while running (`job_error`), else the body's.
 
-    Before Spark starts, a broker must answer (`pipelines.kafka.reach`) and the job's `topics` are
-    checked, dead-letter topics created on demand (`pipelines.kafka.job_topics`): a wrong address
+    Before Spark starts, the job's `checkpoint` folder is checked (`pipelines.jobs.checkpoint`), a
+    broker must answer (`pipelines.kafka.reach`) and the job's `topics` are checked, dead-letter
+    topics created on demand (`pipelines.kafka.job_topics`): a reused checkpoint, a wrong address
     or a missing topic is one line within seconds, not a Java stack trace after a minute.
     Credentials come from the environment (PIPELINES_KAFKA__*), never from argv: `ps` shows argv.
     """
     log_file = None
+    identity: dict[str, str] | None = None
     try:
         settings = load_settings(args.profile, environ)
         log_file = job_log_file(settings, environ)
         use_security(args.bootstrap_servers, security_from_settings(settings))
+        if checkpoint is not None:
+            wanted = dict(checkpoint.identity)
+            if checkpoint.stateful:
+                wanted[SHUFFLE_PARTITIONS] = str(settings.spark.shuffle_partitions)
+            guard_checkpoint(args.checkpoint, name, checkpoint.queries, wanted)
+            identity = wanted  # recorded when the run ends, once a batch was committed
         check_reachable(args.bootstrap_servers)
         if topics is not None:
             prepare_topics(
@@ -231,6 +241,9 @@ def run_job(
         message, status = job_error(name, exc, log_file)
         print(message, file=sys.stderr)
         return status
+    finally:
+        if identity is not None:
+            record_checkpoint(args.checkpoint, name, identity)
     if summary is not None:
         print(json.dumps({"job": name, **summary}))
     return status

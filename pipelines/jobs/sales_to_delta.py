@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 
 from pipelines.config import Settings
 from pipelines.contracts import SALES_TOPIC
+from pipelines.jobs.checkpoint import CheckpointSpec
 from pipelines.jobs.runner import add_read_options, job_parser, run_job, start_from_args
 from pipelines.kafka.job_topics import JobTopics
 from pipelines.queries import QueryGroup
@@ -101,4 +102,5 @@ def main(argv: list[str] | None = None) -> int:
         summary = start_from_args(sales_to_delta, spark, args, settings)
         return {"delta_path": str(args.delta_path), **summary.as_dict()}, 0
 
-    return run_job(SALES_TO_DELTA, args, os.environ, run, JobTopics(sources=[args.topic]))
+    checkpoint = CheckpointSpec(queries=(".",), identity={"topic": args.topic})
+    return run_job(SALES_TO_DELTA, args, os.environ, run, JobTopics(sources=[args.topic]), checkpoint)

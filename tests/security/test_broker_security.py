@@ -19,9 +19,10 @@ from pipelines.kafka.acls import LEAST_PRIVILEGE, list_acls, list_users
 from pipelines.kafka.admin import end_offsets, read_range
 from pipelines.kafka.consumer import assign_all
 from pipelines.kafka.producer import make_producer, produce_all
+from pipelines.kafka.reach import SECURITY_HINT, KafkaUnreachable, check_reachable
 from pipelines.local.broker import LocalBroker
 from pipelines.local.security import CREDENTIALS_FILE
-from pipelines.security import AuthorizationError, KafkaSecurity, client_conf
+from pipelines.security import AuthorizationError, KafkaSecurity, client_conf, use_security
 from tests.helpers import pipelines
 
 Principal = Callable[[str], KafkaSecurity]
@@ -57,6 +58,29 @@ def test_plaintext_client_is_refused(secure_bootstrap: str) -> None:
     admin = AdminClient({"bootstrap.servers": secure_bootstrap})
     with pytest.raises(KafkaException):
         admin.list_topics(timeout=5)
+
+
+def test_a_refused_client_is_one_line_pointing_at_the_security_settings(
+    secure_bootstrap: str, security_of: Principal
+) -> None:
+    with pytest.raises(KafkaUnreachable) as plaintext:
+        check_reachable(secure_bootstrap)  # no security registered: PLAINTEXT to a TLS listener
+    good = security_of("producer")
+    wrong = KafkaSecurity(
+        "SASL_SSL", username="producer", password=SecretStr("wrong"), ca_location=good.ca_location
+    )
+    use_security(secure_bootstrap, wrong)
+    try:
+        with pytest.raises(KafkaUnreachable) as bad_password:
+            check_reachable(secure_bootstrap)
+    finally:
+        use_security(secure_bootstrap, KafkaSecurity())
+    for refused in (plaintext, bad_password):
+        assert str(refused.value).startswith(f"Kafka at {secure_bootstrap} refused this client (")
+        assert str(refused.value).endswith(SECURITY_HINT)
+    assert "Invalid username or password" in str(bad_password.value) or "invalid credentials" in str(
+        bad_password.value
+    )
 
 
 def test_wrong_password_is_refused(secure_bootstrap: str, security_of: Principal) -> None:

@@ -75,6 +75,37 @@ def start_kafka_sink(
     return writer.trigger(**trigger).start()
 
 
+def start_kafka_transactional_sink(
+    df: DataFrame,
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    checkpoint: Path,
+    trigger: dict[str, Any],
+    query_name: str,
+    output_mode: str = "append",
+    transactional_id: str | None = None,
+) -> StreamingQuery:
+    """Write a stream of `key`, `value` (and optionally `headers`) rows to `topic` exactly once:
+    each micro-batch in one Kafka transaction that also records its batch id, so a replay after a
+    crash writes nothing twice for `read_committed` consumers
+    (`pipelines.kafka.transactional_sink`). The transactional id defaults to one derived from
+    the query name and `checkpoint`, stable across restarts."""
+    from pipelines.kafka.transactional_sink import TransactionalBatchWriter, transactional_id_for
+
+    writer = TransactionalBatchWriter(
+        bootstrap_servers, topic, transactional_id or transactional_id_for(query_name, checkpoint)
+    )
+    return (
+        df.writeStream.outputMode(output_mode)
+        .queryName(query_name)
+        .foreachBatch(writer)
+        .option("checkpointLocation", str(checkpoint))
+        .trigger(**trigger)
+        .start()
+    )
+
+
 def merge_into_delta(
     delta_path: Path, keys: tuple[str, ...], app_id: str
 ) -> Callable[[DataFrame, int], None]:

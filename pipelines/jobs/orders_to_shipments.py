@@ -12,11 +12,19 @@ Two queries read the source topic, each with its own folder under the checkpoint
 * `dlq`: every order that does not parse goes to the dead-letter topic (default `<source>.dlq`) with
   its original key and bytes and the reason, as the revenue job does.
 
-Guarantee: **at-least-once**, as for any query writing with Spark's kafka sink. A micro-batch is
-written to Kafka first and committed in the checkpoint after; a crash in between writes that batch
-again on restart. Kafka offers Spark no transactional sink, so the duplicates are real records on
-the topic: every shipment carries a deterministic key and `shipment_id`, and
-`pipelines.kafka.dedupe` reads the topic back with each shipment once.
+Guarantee (`guarantee=`, `--guarantee`):
+
+* **exactly-once**: each micro-batch of shipments is written in one Kafka transaction that also
+  records the batch id (`pipelines.kafka.transactional_sink`); a batch replayed after a crash is
+  skipped, so a `read_committed` consumer sees every shipment once. Micro-batch triggers only.
+* **at-least-once**: Spark's own kafka sink. A micro-batch is written to Kafka first and committed
+  in the checkpoint after; a crash in between writes that batch again on restart, and the
+  duplicates are real records on the topic: every shipment carries a deterministic key and
+  `shipment_id`, and `pipelines.kafka.dedupe` reads the topic back with each shipment once.
+  Real-time mode is always at-least-once: its long-running tasks write each record as it arrives,
+  there is no micro-batch to wrap in a transaction.
+
+The dead-letter query is at-least-once either way (Spark's kafka sink).
 
 Triggers (`pipelines.triggers`): `available-now`, `processing-time=…` (micro-batches) and
 `real-time[=<checkpoint interval>]`, Spark's low-latency mode, for which every transform here
@@ -54,9 +62,10 @@ from pipelines.jobs.runner import (
 from pipelines.kafka.admin import list_topics
 from pipelines.kafka.job_topics import JobTopics
 from pipelines.queries import QueryGroup, observe_records
-from pipelines.sinks import start_kafka_sink
+from pipelines.sinks import start_kafka_sink, start_kafka_transactional_sink
 from pipelines.sources import KafkaSource
 from pipelines.transforms.shipments import parse_orders_with_headers, to_shipments
+from pipelines.triggers import is_real_time
 
 ORDERS_TO_SHIPMENTS = "orders_to_shipments"
 QUERIES = ("shipments", "dlq")
@@ -77,6 +86,15 @@ class ShipmentsRunSummary:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+EXACTLY_ONCE, AT_LEAST_ONCE = "exactly-once", "at-least-once"
+GUARANTEES = (EXACTLY_ONCE, AT_LEAST_ONCE)
+REAL_TIME_IS_AT_LEAST_ONCE = (
+    "real-time mode is at-least-once only: its tasks write each record as it arrives, with no "
+    "micro-batch to wrap in a transaction. Use --guarantee at-least-once, or a micro-batch trigger "
+    "(processing-time=0s) for exactly-once"
+)
 
 
 def real_time_slots_needed(source_partitions: int) -> int:
@@ -112,6 +130,7 @@ def start_orders_to_shipments(
     trigger: str = "available-now",
     starting_offsets: str = "earliest",
     max_offsets_per_trigger: int | None = None,
+    guarantee: str | None = None,
 ) -> QueryGroup:
     """Start the `shipments` and `dlq` queries (see the module docstring) as one group.
 
@@ -124,6 +143,11 @@ def start_orders_to_shipments(
     the topic held when they started.
     """
     group = QueryGroup(ORDERS_TO_SHIPMENTS, trigger)
+    guarantee = guarantee or (AT_LEAST_ONCE if group.real_time else EXACTLY_ONCE)
+    if guarantee not in GUARANTEES:
+        raise PipelinesError(f"guarantee must be one of {', '.join(GUARANTEES)}, not {guarantee!r}")
+    if group.real_time and guarantee == EXACTLY_ONCE:
+        raise PipelinesError(REAL_TIME_IS_AT_LEAST_ONCE)
     if group.real_time:
         check_real_time_slots(spark, bootstrap_servers=bootstrap_servers, topic=source_topic)
 
@@ -142,7 +166,7 @@ def start_orders_to_shipments(
     with group.starting():
         group.add(
             "shipments",
-            start_kafka_sink(
+            (start_kafka_transactional_sink if guarantee == EXACTLY_ONCE else start_kafka_sink)(
                 observe_records(parsed(), METRICS).transform(to_shipments),
                 bootstrap_servers=bootstrap_servers,
                 topic=sink_topic,
@@ -171,14 +195,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = job_parser(
         "orders_to_shipments.py",
         "Every valid order becomes a pending shipment (key and headers preserved) on the sink topic; "
-        "malformed orders go to the dead-letter topic. At-least-once: deduplicate by shipment_id "
-        "downstream.",
+        "malformed orders go to the dead-letter topic. Exactly-once through Kafka transactions (read "
+        "the sink with isolation.level=read_committed), or at-least-once.",
     )
     p.add_argument("--source-topic", default=ORDERS_TOPIC, help=f"topic of orders (default: {ORDERS_TOPIC})")
     p.add_argument(
         "--sink-topic", default=SHIPMENTS_TOPIC, help=f"topic of shipments (default: {SHIPMENTS_TOPIC})"
     )
     add_dlq_option(p, "source-topic")
+    p.add_argument(
+        "--guarantee",
+        choices=GUARANTEES,
+        default=None,
+        help="exactly-once: each micro-batch in one Kafka transaction with its batch id, never written "
+        "twice (read with read_committed); at-least-once: Spark's kafka sink, a replayed batch is "
+        "written again (default: exactly-once with a micro-batch trigger; real-time mode is "
+        "at-least-once only)",
+    )
     add_read_options(
         p,
         real_time=True,
@@ -188,7 +221,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "is checkpointed; needs 2 task slots per source partition; --max-offsets-per-trigger is not "
         "used)",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.guarantee == EXACTLY_ONCE and is_real_time(args.trigger):
+        p.error(REAL_TIME_IS_AT_LEAST_ONCE)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -78,10 +79,21 @@ def running(
 
 
 def run_available_now(
-    spark: SparkSession, bootstrap: str, topics: Topics, checkpoint: Path, max_offsets: int | None
+    spark: SparkSession,
+    bootstrap: str,
+    topics: Topics,
+    checkpoint: Path,
+    max_offsets: int | None,
+    guarantee: str | None = None,
 ) -> ShipmentsRunSummary:
     queries = start(
-        spark, bootstrap, topics, checkpoint, "available-now", max_offsets_per_trigger=max_offsets
+        spark,
+        bootstrap,
+        topics,
+        checkpoint,
+        "available-now",
+        max_offsets_per_trigger=max_offsets,
+        guarantee=guarantee,
     )
     run_to_end(queries)
     return run_summary(queries)
@@ -197,7 +209,7 @@ def dedupe_all(bootstrap: str, topic: str, group: str, expected_records: int) ->
         return values, dedupe.stats.duplicates
 
 
-def test_a_batch_written_but_not_committed_is_written_again_and_dedupe_repairs_it(
+def test_at_least_once_writes_a_batch_whose_commit_was_lost_again_and_dedupe_repairs_it(
     spark: SparkSession,
     own_spark: OwnSpark,
     bootstrap: str,
@@ -210,7 +222,10 @@ def test_a_batch_written_but_not_committed_is_written_again_and_dedupe_repairs_i
     checkpoint = tmp_path / "checkpoint"
     # The first run is the job itself, as a user starts it: it ends with its JSON summary line.
     job = subprocess.run(
-        job_command(own_spark, bootstrap, topics, checkpoint, "--max-offsets-per-trigger", "120"),
+        job_command(
+            own_spark, bootstrap, topics, checkpoint, "--max-offsets-per-trigger", "120",
+            "--guarantee", "at-least-once",
+        ),
         capture_output=True, text=True, timeout=180, env=JOB_ENV,
     )  # fmt: skip
     assert job.returncode == 0, job.stderr[-3000:]
@@ -228,7 +243,9 @@ def test_a_batch_written_but_not_committed_is_written_again_and_dedupe_repairs_i
     assert last >= 2  # 300 records at 120 per batch: three batches
     for name in (str(last), f".{last}.crc"):
         (shipments_checkpoint / "commits" / name).unlink(missing_ok=True)
-    summary = run_available_now(spark, bootstrap, topics, checkpoint, max_offsets=120)
+    summary = run_available_now(
+        spark, bootstrap, topics, checkpoint, max_offsets=120, guarantee="at-least-once"
+    )
 
     replayed = [s for s in sent if ranges[s.partition][0] <= s.offset < ranges[s.partition][1]]
     twice = {shipment_value(s.value or b"") for s in replayed if s.reason is None}
@@ -316,3 +333,86 @@ def test_help_lists_the_contract_arguments() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and "real-time" in bad.stderr
+
+
+def test_exactly_once_skips_a_batch_whose_commit_was_lost(
+    spark: SparkSession, bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """The same lost commit as above, with the transactional sink: the replayed batch finds its
+    batch id already written (the marker moved in the same transaction) and writes nothing."""
+    src, out, dlq = topics = make_topics(bootstrap, new_topic, partitions=3)
+    sent = publish(
+        bootstrap, src, tmp_path / "ledger.jsonl", 300, seed=66, malformed_fraction=0.03, headers=2
+    )
+    checkpoint = tmp_path / "checkpoint"
+    first = run_available_now(spark, bootstrap, topics, checkpoint, max_offsets=120, guarantee="exactly-once")
+    bad = sum(1 for s in sent if s.reason is not None)
+    assert first == ShipmentsRunSummary(read=len(sent), shipped=len(sent) - bad, dead_lettered=bad)
+    shipments_checkpoint = checkpoint / "shipments"
+    last, _ranges = last_batch_range(shipments_checkpoint)
+    assert last >= 2
+    for name in (str(last), f".{last}.crc"):
+        (shipments_checkpoint / "commits" / name).unlink(missing_ok=True)
+    again = run_available_now(spark, bootstrap, topics, checkpoint, max_offsets=120, guarantee="exactly-once")
+    assert again.shipped == 0  # the replayed batch was skipped: its transaction had committed
+    assert_shipped_exactly_once(read_topic(bootstrap, out), sent)
+    assert_dead_letters(bootstrap, dlq, sent, src)
+
+
+KILLS = 3
+
+
+@pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
+def test_sigkilled_driver_restarted_three_times_ships_each_order_once_only_with_transactions(
+    own_spark: OwnSpark, bootstrap: str, new_topic: Callable[..., str], tmp_path: Path, guarantee: str
+) -> None:
+    """20,000 orders, at most 1,500 per batch; the job's driver is SIGKILLed three times while it
+    writes (at seeded-random amounts of output, seen on the sink's log end, uncommitted included),
+    restarted each time, then run to the end. Exactly-once: a read_committed reader sees every
+    shipment once with its key, headers and partition. At-least-once: every shipment, and the
+    duplicates the replays wrote."""
+    src, out, dlq = topics = make_topics(bootstrap, new_topic, partitions=3)
+    sent = publish(
+        bootstrap, src, tmp_path / "ledger.jsonl", 20_000, seed=67, malformed_fraction=0.01, headers=3
+    )
+    checkpoint = tmp_path / "checkpoint"
+    rng = random.Random(67)
+    run = [*job_command(own_spark, bootstrap, topics, checkpoint), "--guarantee", guarantee]
+    run += ["--max-offsets-per-trigger", "1500"]
+    for kill in range(KILLS):
+        threshold = topic_size(bootstrap, out) + rng.randint(1_000, 4_000)
+        log = tmp_path / f"run-{kill}.log"
+        with log.open("w") as stderr:
+            job = subprocess.Popen(
+                [*run, "--trigger", "processing-time=0s"],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+                env=JOB_ENV,
+            )
+
+        def written(at_least: int = threshold) -> bool:
+            return topic_size(bootstrap, out) >= at_least
+
+        try:
+            wait_while_running(written, job, f"{threshold} records on the sink", log, 180, pace_s=0.05)
+        finally:
+            os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM, mid-write
+            job.wait(timeout=30)
+    assert topic_size(bootstrap, out) < 20_000, "the job finished before the last kill"
+    final = subprocess.run(
+        [*run, "--trigger", "available-now"], capture_output=True, text=True, timeout=300, env=JOB_ENV
+    )
+    assert final.returncode == 0, final.stderr[-3000:]
+
+    records = read_topic(bootstrap, out)
+    if guarantee == "exactly-once":
+        assert_shipped_exactly_once(records, sent)
+    else:
+        expected = expected_shipments(sent)
+        counts = Counter((r.key, r.value) for r in records)
+        assert set(counts) == set(expected)  # every shipment, nothing else
+        duplicates = sum(counts.values()) - len(expected)
+        assert duplicates > 0, "three kills mid-write left no duplicate: the kills missed the writes"
+        print(f"at-least-once: {duplicates} duplicate shipments after {KILLS} kills")
+    assert_dead_letters(bootstrap, dlq, sent, src)

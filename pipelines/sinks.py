@@ -83,18 +83,23 @@ def start_kafka_transactional_sink(
     checkpoint: Path,
     trigger: dict[str, Any],
     query_name: str,
+    marker_topic: str,
     output_mode: str = "append",
     transactional_id: str | None = None,
 ) -> StreamingQuery:
     """Write a stream of `key`, `value` (and optionally `headers`) rows to `topic` exactly once:
     each micro-batch in one Kafka transaction that also records its batch id, so a replay after a
     crash writes nothing twice for `read_committed` consumers
-    (`pipelines.kafka.transactional_sink`). The transactional id defaults to one derived from
-    the query name and `checkpoint`, stable across restarts."""
+    (`pipelines.kafka.transactional_sink`). The batch ids are kept as a marker group's offset on
+    `marker_topic` (the job's source topic, which it may read). The transactional id defaults to
+    one derived from the query name and `checkpoint`, stable across restarts."""
     from pipelines.kafka.transactional_sink import TransactionalBatchWriter, transactional_id_for
 
     writer = TransactionalBatchWriter(
-        bootstrap_servers, topic, transactional_id or transactional_id_for(query_name, checkpoint)
+        bootstrap_servers,
+        topic,
+        transactional_id or transactional_id_for(query_name, checkpoint),
+        marker_topic=marker_topic,
     )
     return (
         df.writeStream.outputMode(output_mode)

@@ -164,17 +164,20 @@ def start_orders_to_shipments(
         return source.read().transform(parse_orders_with_headers)
 
     with group.starting():
+        shipments = observe_records(parsed(), METRICS).transform(to_shipments)
+        sink_options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap_servers,
+            "topic": sink_topic,
+            "checkpoint": checkpoint / "shipments",
+            "trigger": group.trigger,
+            "query_name": group.query_name("shipments"),
+            "output_mode": "update",
+        }
         group.add(
             "shipments",
-            (start_kafka_transactional_sink if guarantee == EXACTLY_ONCE else start_kafka_sink)(
-                observe_records(parsed(), METRICS).transform(to_shipments),
-                bootstrap_servers=bootstrap_servers,
-                topic=sink_topic,
-                checkpoint=checkpoint / "shipments",
-                trigger=group.trigger,
-                query_name=group.query_name("shipments"),
-                output_mode="update",
-            ),
+            start_kafka_transactional_sink(shipments, marker_topic=source_topic, **sink_options)
+            if guarantee == EXACTLY_ONCE
+            else start_kafka_sink(shipments, **sink_options),
         )
         dlq = dlq_topic or dead_letter_topic(source_topic)
         start_dead_letters(

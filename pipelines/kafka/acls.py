@@ -101,8 +101,11 @@ def least_privilege(producer: str = PRODUCER, pipeline: str = PIPELINE) -> tuple
     # default group is orders-to-shipments (a run may add a suffix); the project's readers pipelines-.
     group_prefixes = ("spark-kafka-source-", "orders-to-shipments", "pipelines-")
     grants += [Grant(q, "group", g, "read", prefixed=True) for g in group_prefixes]
-    # The processor's transactional ids are <group>-shipper[-<instance>].
+    # The processor's transactional ids are <group>-shipper[-<instance>]; the Spark jobs'
+    # exactly-once sinks' pipelines-<query>-<checkpoint digest> (their marker groups pipelines-…,
+    # above; the marker offset is kept on the job's source topic, which it may read).
     grants += [Grant(q, "transactional-id", "orders-to-shipments", "write", prefixed=True)]
+    grants += [Grant(q, "transactional-id", "pipelines-", "write", prefixed=True)]
     return tuple(grants)
 
 

@@ -8,8 +8,10 @@ the driver dies is written again on restart. This sink is a `foreachBatch` funct
    of the same checkpoint (`transactional_id_for`); `init_transactions` at the first batch of a
    run fences any older driver still holding that id (a zombie) and aborts its open transaction;
 2. per batch: read the sink's *marker* — the committed offset of the consumer group
-   `<transactional.id>.batches` on partition 0 of the sink topic, which holds the last batch id
-   written + 1 — with `read_committed`; a batch at or below it was written already and is skipped;
+   `<transactional.id>.batches` on partition 0 of the job's source topic, which holds the last
+   batch id written + 1 — with `read_committed`; a batch below it was written already and is
+   skipped. (The source topic because committing an offset in a transaction needs Read on its
+   topic, which the job has there; that group is a marker, never a consumer.)
 3. otherwise begin a transaction, produce every row of the batch (key, value, headers, with
    `murmur2_random`: Java's partitioner, so a key lands where Spark's own sink puts it), move the
    marker to `batch id + 1` with `send_offsets_to_transaction` and commit — rows and marker
@@ -48,11 +50,15 @@ _COORDINATOR_MOVING = {
 }
 
 
+TRANSACTIONAL_ID_PREFIX = "pipelines-"
+"""Every transactional id of the Spark sinks starts so (the ACLs grant the prefix)."""
+
+
 def transactional_id_for(query_name: str, checkpoint: Path) -> str:
-    """`<query name>-<8 hex of the checkpoint's absolute path>`: the same for every restart of one
-    checkpoint, different for two checkpoints of the same job."""
+    """`pipelines-<query name>-<8 hex of the checkpoint's absolute path>`: the same for every
+    restart of one checkpoint, different for two checkpoints of the same job."""
     digest = hashlib.sha256(str(checkpoint.resolve()).encode()).hexdigest()[:8]
-    return f"{query_name}-{digest}"
+    return f"{TRANSACTIONAL_ID_PREFIX}{query_name}-{digest}"
 
 
 class TransactionalBatchWriter:
@@ -64,11 +70,13 @@ class TransactionalBatchWriter:
         bootstrap_servers: str,
         topic: str,
         transactional_id: str,
+        marker_topic: str,
         producer_config: Mapping[str, Any] | None = None,
         timeout_s: float = 60.0,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
+        self.marker_topic = marker_topic
         self.transactional_id = transactional_id
         self.marker_group = f"{transactional_id}.batches"
         self.producer_config = dict(producer_config or {})
@@ -115,7 +123,7 @@ class TransactionalBatchWriter:
         while True:
             try:
                 committed = marker.committed(
-                    [TopicPartition(self.topic, MARKER_PARTITION)],
+                    [TopicPartition(self.marker_topic, MARKER_PARTITION)],
                     timeout=max(1.0, deadline - time.monotonic()),
                 )
                 break
@@ -125,7 +133,8 @@ class TransactionalBatchWriter:
                     error.retriable() or error.code() in _COORDINATOR_MOVING
                 ):
                     raise PipelinesError(
-                        f"cannot read the batch marker of {self.topic!r} (group {self.marker_group!r}): "
+                        f"cannot read the batch marker of {self.topic!r} (group {self.marker_group!r} on "
+                        f"{self.marker_topic!r}): "
                         f"{error.str()}"
                     ) from None
                 marker.poll(0.1)  # a coordinator that is loading answers again shortly
@@ -156,7 +165,7 @@ class TransactionalBatchWriter:
                     except BufferError:
                         producer.poll(0.05)
                 producer.poll(0)
-            marker_offsets = [TopicPartition(self.topic, MARKER_PARTITION, batch_id + 1)]
+            marker_offsets = [TopicPartition(self.marker_topic, MARKER_PARTITION, batch_id + 1)]
             producer.send_offsets_to_transaction(
                 marker_offsets, marker.consumer_group_metadata(), self.timeout_s
             )

@@ -132,6 +132,7 @@ def test_least_privilege_is_exactly_what_each_principal_needs() -> None:
         ("read", "group", "orders-to-shipments", True),
         ("read", "group", "pipelines-", True),
         ("write", "transactional-id", "orders-to-shipments", True),
+        ("write", "transactional-id", "pipelines-", True),
     }  # fmt: skip
     assert {g.principal for g in LEAST_PRIVILEGE} == {"User:producer", "User:pipeline"}
     assert Grant("User:x", "topic", "t", "read", prefixed=True).describe() == "User:x read topic t*"

@@ -36,13 +36,21 @@ from pipelines.kafka.job_topics import JobTopics
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.monitor.progress import ProgressRecorder
 from pipelines.queries import QueryGroup, observe_records
-from pipelines.sinks import delta_row_count, start_delta_append, start_delta_merge, start_kafka_sink
+from pipelines.sinks import (
+    delta_row_count,
+    start_delta_append,
+    start_delta_merge,
+    start_kafka_sink,
+    start_kafka_transactional_sink,
+)
 from pipelines.sources import KafkaSource
 from pipelines.transforms.revenue import to_revenue_records, to_revenue_stream
 from pipelines.transforms.sales import parse_sales
 
 REVENUE_PER_MINUTE = "revenue_per_minute"
 MODES = ("append", "update")
+EXACTLY_ONCE, AT_LEAST_ONCE = "exactly-once", "at-least-once"
+GUARANTEES = (EXACTLY_ONCE, AT_LEAST_ONCE)
 METRICS = "records"
 """Name of the observed metrics of the main query (read, dead_lettered, heartbeats)."""
 
@@ -161,13 +169,16 @@ def start_revenue_per_minute(
     dlq_topic: str | None = None,
     starting_offsets: str = "earliest",
     max_offsets_per_trigger: int | None = None,
+    guarantee: str = EXACTLY_ONCE,
 ) -> RevenueJob:
     """Start the queries of the revenue job (each with its own folder under `checkpoint`):
 
     * `delta`: append mode, one row per (window, category) written once when the window is final,
       exactly-once across restarts; or, with `mode="update"`, a MERGE upsert on every batch,
       idempotent on replay (for live dashboards: open windows are visible and change);
-    * `kafka`: update mode to `output_topic`, keyed by window and category (at-least-once);
+    * `kafka`: update mode to `output_topic`, keyed by window and category; with
+      `guarantee="exactly-once"` (default) each micro-batch in one Kafka transaction with its batch
+      id (`pipelines.kafka.transactional_sink`), with `"at-least-once"` Spark's kafka sink;
     * `dlq`: every record that does not parse goes to `dlq_topic` (default `<topic>.dlq`) with its
       original bytes and the reason; the job never stops on bad input.
 
@@ -179,6 +190,8 @@ def start_revenue_per_minute(
     runner.check_sink(sink, delta_path)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
+    if guarantee not in GUARANTEES:
+        raise ValueError(f"guarantee must be one of {GUARANTEES}")
     job = RevenueJob(spark, trigger, checkpoint=checkpoint, delta_path=delta_path, mode=mode)
 
     source = KafkaSource(spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger)
@@ -212,17 +225,20 @@ def start_revenue_per_minute(
             )
             job.add("delta", query)
         if sink in ("kafka", "both"):
+            records = revenue(counted="delta" not in job).transform(to_revenue_records)
+            options: dict[str, Any] = {
+                "bootstrap_servers": bootstrap_servers,
+                "topic": output_topic,
+                "checkpoint": checkpoint / "kafka",
+                "trigger": job.trigger,
+                "query_name": job.query_name("kafka"),
+                "output_mode": "update",
+            }
             job.add(
                 "kafka",
-                start_kafka_sink(
-                    revenue(counted="delta" not in job).transform(to_revenue_records),
-                    bootstrap_servers=bootstrap_servers,
-                    topic=output_topic,
-                    checkpoint=checkpoint / "kafka",
-                    trigger=job.trigger,
-                    query_name=job.query_name("kafka"),
-                    output_mode="update",
-                ),
+                start_kafka_transactional_sink(records, marker_topic=topic, **options)
+                if guarantee == EXACTLY_ONCE
+                else start_kafka_sink(records, **options),
             )
     return job
 
@@ -253,6 +269,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--output-topic", default=REVENUE_TOPIC, help=f"Kafka sink topic (default: {REVENUE_TOPIC})"
+    )
+    p.add_argument(
+        "--guarantee",
+        choices=GUARANTEES,
+        default=EXACTLY_ONCE,
+        help="the Kafka sink's: exactly-once (default; each micro-batch in one Kafka transaction with its "
+        "batch id, read with read_committed) or at-least-once (Spark's kafka sink)",
     )
     runner.add_dlq_option(p, "topic")
     p.add_argument(

@@ -27,7 +27,13 @@ from confluent_kafka import Consumer, TopicPartition
 from bench import env
 from bench.stats import latency_summary, summarize
 
-CONFIGS = ("spark_microbatch", "spark_realtime", "python_at_least_once", "python_exactly_once")
+CONFIGS = (
+    "spark_microbatch",
+    "spark_microbatch_at_least_once",
+    "spark_realtime",
+    "python_at_least_once",
+    "python_exactly_once",
+)
 LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
 
 
@@ -112,6 +118,7 @@ class _Pipeline:
             from pipelines.jobs.orders_to_shipments import start_orders_to_shipments
 
             trigger = "real-time" if self.config == "spark_realtime" else "processing-time=0 seconds"
+            at_least_once = self.config in ("spark_realtime", "spark_microbatch_at_least_once")
             self._queries = start_orders_to_shipments(
                 self.spark_factory(),
                 bootstrap_servers=self.bootstrap,
@@ -119,6 +126,7 @@ class _Pipeline:
                 sink_topic=self.sink,
                 checkpoint=self.workdir / env.unique("ck"),
                 trigger=trigger,
+                guarantee="at-least-once" if at_least_once else "exactly-once",
             )
         else:
             guarantee = "exactly-once" if self.config == "python_exactly_once" else "at-least-once"

@@ -1,8 +1,9 @@
 """Throughput of the jobs that read `orders`, over one preloaded topic (3 partitions).
 
 - `spark_shipments`: the orders -> shipments job as it ships (`start_orders_to_shipments`,
-  available-now, with its dead-letter query) on the bench's warmed-up SparkSession, into a fresh
-  sink topic; timed from starting the queries to their end.
+  available-now, exactly-once through Kafka transactions, with its dead-letter query) on the
+  bench's warmed-up SparkSession, into a fresh sink topic; timed from starting the queries to
+  their end. `spark_shipments_at_least_once`: the same with Spark's own kafka sink.
 - `processor_at_least_once`, `processor_exactly_once`: the Python consume-transform-produce
   processor (`pipelines process orders-to-shipments --max-records N`), a child process timed from
   its start (Python start-up and the consumer group join included, as the naive loop is) to its
@@ -36,6 +37,7 @@ from pipelines.generators.events import generate_events
 PARTITIONS = 3
 IMPLEMENTATIONS = (
     "spark_shipments",
+    "spark_shipments_at_least_once",
     "processor_at_least_once",
     "processor_exactly_once",
     "spark_customer_counts",
@@ -152,7 +154,7 @@ def sink_keys(bootstrap: str, topic: str) -> KeyDigest:
 
 
 def run_spark_shipments(
-    spark: Any, bootstrap: str, topic: str, sent: Orders, workdir: Path
+    spark: Any, bootstrap: str, topic: str, sent: Orders, workdir: Path, guarantee: str = "exactly-once"
 ) -> dict[str, Any]:
     from pipelines.jobs.orders_to_shipments import run_summary, start_orders_to_shipments
 
@@ -167,6 +169,7 @@ def run_spark_shipments(
         checkpoint=checkpoint,
         trigger="available-now",
         max_offsets_per_trigger=env.settings().spark.max_offsets_per_trigger,
+        guarantee=guarantee,
     )
     group.await_termination()
     seconds = time.monotonic() - started
@@ -243,6 +246,8 @@ def _run_one(
 ) -> dict[str, Any]:
     if name == "spark_shipments":
         return run_spark_shipments(spark, bootstrap, topic, sent, workdir)
+    if name == "spark_shipments_at_least_once":
+        return run_spark_shipments(spark, bootstrap, topic, sent, workdir, guarantee="at-least-once")
     if name == "spark_customer_counts":
         return run_spark_customer_counts(spark, bootstrap, topic, sent, workdir)
     return run_processor(name.removeprefix("processor_").replace("_", "-"), bootstrap, topic, sent, workdir)

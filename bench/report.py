@@ -17,7 +17,8 @@ NAMES = {
     "consumer_performance": "Kafka ConsumerPerformance (read ceiling)",
     "spark_batch": "Spark batch ceiling (same parse and aggregation, one batch query)",
     "spark_read": "Spark raw read (kafka source, batch, values only)",
-    "spark_microbatch": "Spark micro-batch (processing-time=0s)",
+    "spark_microbatch": "Spark micro-batch (processing-time=0s), exactly-once",
+    "spark_microbatch_at_least_once": "Spark micro-batch (processing-time=0s), at-least-once",
     "spark_realtime": "Spark real-time mode",
     "python_at_least_once": "Python processor, at-least-once",
     "python_exactly_once": "Python processor, exactly-once",
@@ -26,7 +27,8 @@ NAMES = {
     "spark_revenue_job": "Spark revenue job (`python jobs/revenue_per_minute.py`)",
     "python_processor_at_least_once": "Python processor, at-least-once",
     "python_processor_exactly_once": "Python processor, exactly-once",
-    "spark_shipments": "Spark orders → shipments job (project, as shipped)",
+    "spark_shipments": "Spark orders → shipments job, exactly-once (project, as shipped)",
+    "spark_shipments_at_least_once": "Spark orders → shipments job, at-least-once (Spark's kafka sink)",
     "processor_at_least_once": "Python processor, at-least-once (`pipelines process`)",
     "processor_exactly_once": "Python processor, exactly-once (`pipelines process`)",
     "spark_customer_counts": "Spark customer-counts job (stateful, Delta MERGE)",
@@ -72,6 +74,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
                 out[f"{spark_name} / {other}"] = paired_ratios(agg[spark_name]["runs"], agg[other]["runs"])
     orders = (results.get("orders") or {}).get("implementations") or {}
     for a, b in (
+        ("spark_shipments", "spark_shipments_at_least_once"),
         ("spark_shipments", "processor_at_least_once"),
         ("spark_shipments", "processor_exactly_once"),
         ("processor_exactly_once", "processor_at_least_once"),

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
 """Spark datetime pattern of the contract's timestamps (`2026-11-27T10:00:00.123Z`)."""
+TIMESTAMP_PATTERN = r"(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"
+"""The whole text of a contract timestamp, as a regex Python and Java read alike (anchor it at both
+ends): ASCII digits, exactly three of milliseconds, an upper-case `Z`, no year 0000. Spark's
+TIMESTAMP_FORMAT alone also takes offsets (`+01`), one or two fraction digits, `z` and year 0000."""
 TIMESTAMP_OUTPUT_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 """Spark `date_format` pattern that writes a UTC TIMESTAMP in the contract's form."""
 

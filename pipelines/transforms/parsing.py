@@ -3,10 +3,16 @@
 Spark's permissive `from_json` turns garbage into nulls without a word. Here each record is parsed
 with `try_parse_json` into a VARIANT, and every field is checked for presence and JSON type before
 it is cast, so a record is either a typed event, a heartbeat (sales only), or a dead letter
-carrying a reason.
+carrying a reason. Where Spark's functions are laxer than the contract, the record's text is
+checked too: nothing may follow the JSON object (`try_parse_json` stops reading after it), the
+amount may be written with at most two decimals (the VARIANT keeps 12.300 as 12.3 and 12.345e0 as a
+double that a cast would round), and a timestamp must have exactly the contract's form (Spark's
+datetime pattern also takes offsets, one or two fraction digits, `z` and year 0000).
 
 The reason codes, checked in the order of `pipelines.contracts.REASON_CODES` (first defect wins),
-are the ones the Python processor gives for the same bytes (a test compares both parsers).
+are the ones the Python processor gives for the same bytes, with the same values for a good record
+(tests/transforms/test_parsers_differential.py compares both parsers on generated and mutated
+records).
 
 Most records take a fast path instead: a value in the canonical shape (`canonical_pattern`: the
 contract's fields in order, plain ASCII strings, a plain amount) is a good event once its timestamp
@@ -20,18 +26,30 @@ time: they advance the watermark when events go quiet and are filtered out befor
 
 from __future__ import annotations
 
+import re
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.contracts import MONEY, TIMESTAMP_FORMAT, EventSpec
+from pipelines.contracts.events import TIMESTAMP_PATTERN
 
 KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset")
 _AMOUNT_JSON_TYPES = r"^(BIGINT|DOUBLE|DECIMAL\(\d+,[0-2]\))$"
 """JSON numbers as VARIANT types: integers, doubles (exponent notation), decimals of <= 2 places."""
 
 
+_END = r"(?![\s\S])"
+"""The very end of the text; Java's `$` would also match before a final line break."""
+
+
 def parse_timestamp(col: Column) -> Column:
     """Contract timestamp text (`2026-11-27T10:00:00.123Z`) -> TIMESTAMP, null when malformed."""
+    return F.when(col.rlike(f"^{TIMESTAMP_PATTERN}{_END}"), _to_timestamp(col))
+
+
+def _to_timestamp(col: Column) -> Column:
+    """Text of the contract timestamp's form -> TIMESTAMP, null when no real instant (February 30)."""
     return F.try_to_timestamp(col, F.lit(TIMESTAMP_FORMAT))
 
 
@@ -45,7 +63,131 @@ def _is_missing(doc: Column, name: str) -> Column:
 
 
 def _json_type(doc: Column, name: str) -> Column:
-    return F.schema_of_variant(_field(doc, name))
+    return _value_type(_field(doc, name))
+
+
+def _value_type(value: Column) -> Column:
+    """The JSON type of a VARIANT as `schema_of_variant` names a scalar (STRING, BIGINT,
+    DECIMAL(4,2), ...), and ARRAY or OBJECT for a container.
+
+    `schema_of_variant` and `to_json` (which a cast to STRING uses) recurse once per level of a
+    container and overflow the stack of the JVM running the task, killing it, on a value nested
+    near JSON's 1,000-level limit (deep objects and deep arrays respectively); the casts to ARRAY
+    and MAP look at one level only.
+    """
+    return (
+        F.when(F.try_variant_get(value, "$", "array<variant>").isNotNull(), F.lit("ARRAY"))
+        .when(F.try_variant_get(value, "$", "map<string,variant>").isNotNull(), F.lit("OBJECT"))
+        .otherwise(F.schema_of_variant(value))
+    )
+
+
+def _containers(bare: Column) -> Column:
+    """How many objects and arrays a bare text (`_bare_json`) opens."""
+    return F.length(bare) - F.length(F.translate(bare, "{[", ""))
+
+
+# -- checks on the text, where the VARIANT cannot tell ------------------------------------------------
+# They run only on records that take the VARIANT path, and only on a text that parsed into a JSON
+# object: such a text has no backslash outside strings, and after `_SHORT_ESCAPE` has replaced the
+# escapes that could hide a quote or a backslash, every `"` left opens or closes a string.
+
+_SHORT_ESCAPE = r'\\["\\/bfnrt]'
+_QUOTED = r""""[^"]*"|'[^']*'"""
+"""A string, once short escapes are gone; `'...'` too, which get_json_object would read as a string."""
+_LEAF_CONTAINER = r"\{[^\[\]{}]*\}|\[[^\[\]{}]*\]"
+_SENTINEL = "end"
+
+
+def _bare_json(text: Column) -> Column:
+    """The text with every string replaced by `""`: the same structure, numbers and whitespace."""
+    return F.regexp_replace(F.regexp_replace(text, _SHORT_ESCAPE, "_"), _QUOTED, '""')
+
+
+def _nothing_after_the_value(bare: Column) -> Column:
+    """Whether the text holds one JSON value and then only whitespace, as JSON requires.
+
+    `try_parse_json` stops reading after the first value (`{...}xyz` parses). Wrapped as
+    `[<bare>,"end"]`, the sentinel is the array's second element only if the value was followed by
+    nothing but whitespace: anything else breaks the parse, closes the array early or comes first
+    (the bare text has no non-empty string to pose as the sentinel). A value nested 1,000 deep
+    (the JSON parser's limit) is one level too deep to wrap, so its innermost containers are
+    collapsed first.
+    """
+
+    def sentinel_second(bare_text: Column) -> Column:
+        wrapped = F.concat(F.lit("["), bare_text, F.lit(f',"{_SENTINEL}"]'))
+        return F.coalesce(F.get_json_object(wrapped, "$[1]") == _SENTINEL, F.lit(False))
+
+    return sentinel_second(bare) | sentinel_second(F.regexp_replace(bare, _LEAF_CONTAINER, '""'))
+
+
+def _json_name_pattern(name: str) -> str:
+    """A regex for the JSON string `name` (ASCII letters and `_`) however it is written, each
+    character plain or as a `\\uXXXX` escape (hex digits in either case)."""
+
+    def char(c: str) -> str:
+        escape = "".join(f"[{h.lower()}{h.upper()}]" if h.isalpha() else h for h in f"{ord(c):04x}")
+        return f"(?:{re.escape(c)}|\\\\u{escape})"
+
+    return '"' + "".join(char(c) for c in name) + '"'
+
+
+def _split_at_field(text: Column, name: str) -> Column:
+    """The text cut at every field named `name` (at any depth), strings blanked: the pieces before,
+    between and after those fields, each after the first starting with the field's value.
+
+    Every string is blanked except the field names spelled `name`, which become `@` first; the cuts
+    are at `@:`, so a string that merely contains the name is no cut.
+    """
+    marked = F.regexp_replace(F.regexp_replace(text, _SHORT_ESCAPE, "_"), _json_name_pattern(name), "@")
+    return F.split(F.regexp_replace(marked, _QUOTED, '""'), r"@[ \t\n\r]*:")
+
+
+def _top_level_number(pieces: Column) -> Column:
+    """The number of the outermost object's field that `pieces` (`_split_at_field`) were cut at,
+    exactly as written (`12.300`): the one where the brackets before the cut leave depth 1."""
+
+    def depth_change(piece: Column) -> Column:
+        return F.length(F.translate(piece, "}]", "")) - F.length(F.translate(piece, "{[", ""))
+
+    def number_at(piece: Column) -> Column:
+        return F.regexp_extract(piece, r"^[ \t\n\r]*(-?[0-9][0-9.eE+-]*)", 1)
+
+    start = F.struct(
+        depth_change(F.element_at(pieces, 1)).alias("depth"), F.lit(None).cast("string").alias("number")
+    )
+    found = F.aggregate(
+        F.sequence(F.lit(2), F.size(pieces)),
+        start,
+        lambda acc, i: F.struct(
+            (acc["depth"] + depth_change(F.element_at(pieces, i))).alias("depth"),
+            F.when(acc["depth"] == 1, number_at(F.element_at(pieces, i)))
+            .otherwise(acc["number"])
+            .alias("number"),
+        ),
+        lambda acc: acc["number"],
+    )
+    return F.when(F.size(pieces) >= 2, found)
+
+
+def _written_decimals_at_most(number: Column, places: int) -> Column:
+    """Whether a JSON number text has at most `places` decimals as written: digits after the point
+    minus the exponent (`12.300` has 3, `1.2345e3` has 1, `5e-1` has 1), as the contract counts."""
+    fraction = F.length(F.regexp_extract(number, r"\.([0-9]+)", 1))
+    exponent = r"[eE]\+?(-?)0*([0-9]+)$"
+    sign, digits = F.regexp_extract(number, exponent, 1), F.regexp_extract(number, exponent, 2)
+    power = F.when(digits == "", F.lit(0)).otherwise(F.concat(sign, digits).try_cast("bigint"))
+    # An exponent beyond 10^18: negative, far too many decimals; positive, far too large a number
+    # (refused when cast to DECIMAL(12,2)) or zero (which has no decimals).
+    return F.coalesce(
+        F.when(F.length(digits) > 18, sign != "-").otherwise(fraction - power <= places), F.lit(False)
+    )
+
+
+_MAYBE_MORE_DECIMALS = r"[0-9]\.[0-9]{3}|[0-9][eE]"
+"""In a bare text: some number has three or more decimals written, or an exponent. Only then can
+the amount have more decimals written than its VARIANT value shows."""
 
 
 _AMOUNT_TYPE = r"(BIGINT|DOUBLE|DECIMAL\(\d+,[0-2]\))"
@@ -63,7 +205,7 @@ _CANONICAL_TEXT = r'"[\x20\x21\x23-\x5b\x5d-\x7e]*"'
 """A JSON string of printable ASCII with no escapes: its text between the quotes is its value."""
 _CANONICAL_AMOUNT = r"(?:0|[1-9][0-9]{0,9})(?:\.[0-9]{1,2})?"
 """A JSON number >= 0 with at most two decimals that fits DECIMAL(12,2), without exponent."""
-_CANONICAL_TIMESTAMP = r'"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"'
+_CANONICAL_TIMESTAMP = f'"{TIMESTAMP_PATTERN}"'
 
 
 FAST_PATH_MAX_CHARS = 1_000_000
@@ -81,8 +223,7 @@ def canonical_pattern(spec: EventSpec) -> str:
     for name in spec.fields:
         value = {"amount": _CANONICAL_AMOUNT, "timestamp": _CANONICAL_TIMESTAMP}.get(name, _CANONICAL_TEXT)
         parts.append(f'"{name}":{value}')
-    # (?![\s\S]): the very end of the text; Java's `$` would also match before a final line break.
-    return "^\\{" + ",".join(parts) + "\\}(?![\\s\\S])"
+    return "^\\{" + ",".join(parts) + "\\}" + _END
 
 
 def _canonical_value(text: Column, name: str, *, string: bool) -> Column:
@@ -94,7 +235,13 @@ def _canonical_value(text: Column, name: str, *, string: bool) -> Column:
 
 
 def _error_reason(
-    spec: EventSpec, text: Column, doc: Column, amount: Column, event_time: Column, is_heartbeat: Column
+    spec: EventSpec,
+    text: Column,
+    doc: Column,
+    amount: Column,
+    event_time: Column,
+    is_heartbeat: Column,
+    bare: Column | None = None,
 ) -> Column:
     """The first thing wrong with a record, as a reason code; null for a good one.
 
@@ -102,10 +249,13 @@ def _error_reason(
     field present with its JSON type, and leaves only the checks of content (encoding, timestamp,
     amount range and sign). That is ~4x cheaper than the per-field checks, which every other
     record still goes through and which give the same reason codes (bench/: parsing was the
-    revenue job's largest cost, paid in both of its queries).
+    revenue job's largest cost, paid in both of its queries). Only a document without nested
+    containers can have that shape, and only such a one is given to `schema_of_variant` whole
+    (`_value_type`). `bare` is the text's `_bare_json`, computed here when not given.
     """
     full = _error_reason_per_field(spec, text, doc, amount, event_time, is_heartbeat)
-    has_good_shape = F.coalesce(F.schema_of_variant(doc).rlike(good_shape_pattern(spec)), F.lit(False))
+    flat = _containers(_bare_json(text) if bare is None else bare) == 1
+    has_good_shape = F.coalesce(flat & F.schema_of_variant(doc).rlike(good_shape_pattern(spec)), F.lit(False))
     # The same order as the per-field chain for a record of this shape: encoding, timestamp, amount.
     shaped = (
         F.when(~F.is_valid_utf8(text), F.lit("invalid_utf8"))
@@ -123,9 +273,7 @@ def _error_reason_per_field(
     required = [f for f in spec.fields if f != "timestamp"]
     reason = F.when(F.col("value").isNull() | (F.length(F.col("value")) == 0), F.lit("empty_value"))
     reason = reason.when(~F.is_valid_utf8(text), F.lit("invalid_utf8"))
-    reason = reason.when(
-        doc.isNull() | ~F.schema_of_variant(doc).startswith("OBJECT<"), F.lit("invalid_json")
-    )
+    reason = reason.when(doc.isNull() | (_value_type(doc) != "OBJECT"), F.lit("invalid_json"))
     reason = reason.when(_is_missing(doc, "timestamp"), F.lit("missing_field:timestamp"))
     reason = reason.when(_json_type(doc, "timestamp") != "STRING", F.lit("bad_type:timestamp"))
     reason = reason.when(event_time.isNull(), F.lit("bad_timestamp"))
@@ -143,7 +291,8 @@ def _error_reason_per_field(
 def _error_detail(reason: Column, doc: Column, text: Column, amount: Column) -> Column:
     """A human-readable sentence for each reason code (the `error.detail` dead-letter header)."""
     field_name = F.regexp_extract(reason, r"^[a-z_]+:(.+)$", 1)
-    field_type = F.schema_of_variant(F.variant_get(doc, F.concat(F.lit("$."), field_name), "variant"))
+    field = F.variant_get(doc, F.concat(F.lit("$."), field_name), "variant")
+    field_type = _value_type(field)
     return (
         F.when(reason == "empty_value", F.lit("the record has no value"))
         .when(reason == "invalid_utf8", F.lit("the value is not valid UTF-8 text"))
@@ -160,7 +309,10 @@ def _error_detail(reason: Column, doc: Column, text: Column, amount: Column) -> 
             F.concat(
                 F.lit("field 'amount' must be a JSON number with at most two decimals that fits "),
                 F.lit("DECIMAL(12,2), got "),
-                F.left(F.to_json(_field(doc, "amount")), F.lit(40)),
+                # A container is named by its type only: to_json could overflow on a deep one.
+                F.when(field_type.isin("ARRAY", "OBJECT"), field_type).otherwise(
+                    F.left(F.to_json(field), F.lit(40))
+                ),
                 F.lit(" ("),
                 field_type,
                 F.lit(")"),
@@ -209,28 +361,49 @@ def parse_events(kafka_df: DataFrame, spec: EventSpec, *, fast_path: bool = True
         if fast_path
         else F.lit(False)
     )
-    fast_time = parse_timestamp(_canonical_value(text, "timestamp", string=True))
+    # The canonical pattern has proved the timestamp's form: only whether it is a real instant is left.
+    fast_time = _to_timestamp(_canonical_value(text, "timestamp", string=True))
+    bare = F.col("_bare")
+    parsed = F.col("_parsed")
+    json_amount = F.col("_json_amount")
     with_checks = (
         kafka_df.withColumn("_fast_time", F.when(canonical, fast_time))
         .withColumn("_fast", F.col("_fast_time").isNotNull())
-        .withColumn("_doc", F.when(~fast, F.try_parse_json(text)))
+        .withColumn("_parsed", F.when(~fast, F.try_parse_json(text)))
+        .withColumn("_bare", F.when(parsed.isNotNull(), _bare_json(text)))
+        # A text with more after its JSON value is no JSON value at all (invalid_json).
+        .withColumn("_doc", F.when(parsed.isNotNull() & _nothing_after_the_value(bare), parsed))
+        .withColumn("_json_amount", F.try_variant_get(doc, "$.amount", MONEY.simpleString()))
+        # The VARIANT keeps 12.300 as 12.3 and 12.345e0 as a double the cast rounds: where a number
+        # may have more decimals written, the amount's own text decides.
+        .withColumn(
+            "_amount_pieces",
+            F.when(
+                json_amount.isNotNull() & bare.rlike(_MAYBE_MORE_DECIMALS), _split_at_field(text, "amount")
+            ),
+        )
+        .withColumn("_amount_text", _top_level_number(F.col("_amount_pieces")))
         .withColumn(
             "_amount",
-            F.when(fast, _canonical_value(text, "amount", string=False).cast(MONEY)).otherwise(
-                F.try_variant_get(doc, "$.amount", MONEY.simpleString())
-            ),
+            F.when(fast, _canonical_value(text, "amount", string=False).cast(MONEY))
+            .when(F.col("_amount_pieces").isNull(), json_amount)
+            .when(_written_decimals_at_most(F.col("_amount_text"), 2), json_amount),
         )
         .withColumn(
             "_event_time",
             F.when(fast, F.col("_fast_time")).otherwise(
-                parse_timestamp(F.variant_get(doc, "$.timestamp", "string"))
+                # Only a JSON string is read as text: a cast of a container would be its JSON.
+                F.when(
+                    _json_type(doc, "timestamp") == "STRING",
+                    parse_timestamp(F.variant_get(doc, "$.timestamp", "string")),
+                )
             ),
         )
         .withColumn("_hb", ~fast & F.coalesce(heartbeat, F.lit(False)))
         .withColumn(
             "error_reason",
             F.when(fast, F.lit(None).cast("string")).otherwise(
-                _error_reason(spec, text, doc, F.col("_amount"), F.col("_event_time"), F.col("_hb"))
+                _error_reason(spec, text, doc, F.col("_amount"), F.col("_event_time"), F.col("_hb"), bare)
             ),
         )
     )

@@ -96,7 +96,7 @@ CANONICAL_EDGES = [
     _sale(currency='"EUR "'),
     _sale().replace(b'"amount"', b' "amount"'),  # a space: the VARIANT path
     _sale() + b"\n",  # a line break after the object: the VARIANT path (valid)
-    _sale() + "\u2028".encode(),  # the same with U+2028 (Spark's JSON parser stops after the object)
+    _sale() + "\u2028".encode(),  # U+2028 is no JSON whitespace: invalid_json on both paths
     _sale(currency='"' + "E" * 20_000_001 + '"'),  # longer than the JSON parser takes: invalid_json
 ]
 

@@ -440,10 +440,11 @@ SUBMIT_ENV = {"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
 def test_spark_submit_ships_every_order_once_on_the_cluster(
     servers: str, spark_cluster: SparkStandalone, own_spark: OwnSpark, jars_dir: Path, tmp_path: Path
 ) -> None:
-    """orders_to_shipments.py submitted to the standalone master, reading and writing topics with
-    three replicas: the shipments topic holds one shipment per valid order of the ledger (key,
-    value, partition and headers as the contract says) and the dead-letter topic every malformed
-    order with its reason."""
+    """orders_to_shipments.py submitted to the standalone master, exactly-once (its default: each
+    batch in one Kafka transaction, from the driver, on brokers whose transaction log has three
+    replicas), reading and writing topics with three replicas: a read_committed reader of the
+    shipments topic sees one shipment per valid order of the ledger (key, value, partition and
+    headers as the contract says) and the dead-letter topic every malformed order with its reason."""
     state = spark_cluster.running()
     assert state is not None
     src, out, dlq = _topic("orders"), _topic("shipments"), _topic("orders.dlq")

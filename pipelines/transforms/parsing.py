@@ -26,8 +26,6 @@ time: they advance the watermark when events go quiet and are filtered out befor
 
 from __future__ import annotations
 
-import re
-
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -82,9 +80,9 @@ def _value_type(value: Column) -> Column:
     )
 
 
-def _containers(bare: Column) -> Column:
-    """How many objects and arrays a bare text (`_bare_json`) opens."""
-    return F.length(bare) - F.length(F.translate(bare, "{[", ""))
+def _count(text: Column, chars: str) -> Column:
+    """How many of `chars` the text holds."""
+    return F.length(text) - F.length(F.translate(text, chars, ""))
 
 
 # -- checks on the text, where the VARIANT cannot tell ------------------------------------------------
@@ -122,53 +120,20 @@ def _nothing_after_the_value(bare: Column) -> Column:
     return sentinel_second(bare) | sentinel_second(F.regexp_replace(bare, _LEAF_CONTAINER, '""'))
 
 
-def _json_name_pattern(name: str) -> str:
-    """A regex for the JSON string `name` (ASCII letters and `_`) however it is written, each
-    character plain or as a `\\uXXXX` escape (hex digits in either case)."""
-
-    def char(c: str) -> str:
-        escape = "".join(f"[{h.lower()}{h.upper()}]" if h.isalpha() else h for h in f"{ord(c):04x}")
-        return f"(?:{re.escape(c)}|\\\\u{escape})"
-
-    return '"' + "".join(char(c) for c in name) + '"'
+_MEMBER_NUMBER = (
+    r'("[^"\\]*+(?:\\.[^"\\]*+)*+)'  # a string, but for its closing quote
+    r'(?:(")([ \t\n\r]*+:[ \t\n\r]*+)(-?[0-9][0-9.eE+-]*+)|("))'  # and a number member's value, or not
+)
+_QUOTE_MEMBER_NUMBER = "$1$2$3$2$4$2$5"
+"""`"amount":12.300` -> `"amount":"12.300"`: the closing quote of the name quotes the number too.
+Strings are matched whole (possessive: no recursion however long), so text in them is untouched."""
 
 
-def _split_at_field(text: Column, name: str) -> Column:
-    """The text cut at every field named `name` (at any depth), strings blanked: the pieces before,
-    between and after those fields, each after the first starting with the field's value.
-
-    Every string is blanked except the field names spelled `name`, which become `@` first; the cuts
-    are at `@:`, so a string that merely contains the name is no cut.
-    """
-    marked = F.regexp_replace(F.regexp_replace(text, _SHORT_ESCAPE, "_"), _json_name_pattern(name), "@")
-    return F.split(F.regexp_replace(marked, _QUOTED, '""'), r"@[ \t\n\r]*:")
-
-
-def _top_level_number(pieces: Column) -> Column:
-    """The number of the outermost object's field that `pieces` (`_split_at_field`) were cut at,
-    exactly as written (`12.300`): the one where the brackets before the cut leave depth 1."""
-
-    def depth_change(piece: Column) -> Column:
-        return F.length(F.translate(piece, "}]", "")) - F.length(F.translate(piece, "{[", ""))
-
-    def number_at(piece: Column) -> Column:
-        return F.regexp_extract(piece, r"^[ \t\n\r]*(-?[0-9][0-9.eE+-]*)", 1)
-
-    start = F.struct(
-        depth_change(F.element_at(pieces, 1)).alias("depth"), F.lit(None).cast("string").alias("number")
-    )
-    found = F.aggregate(
-        F.sequence(F.lit(2), F.size(pieces)),
-        start,
-        lambda acc, i: F.struct(
-            (acc["depth"] + depth_change(F.element_at(pieces, i))).alias("depth"),
-            F.when(acc["depth"] == 1, number_at(F.element_at(pieces, i)))
-            .otherwise(acc["number"])
-            .alias("number"),
-        ),
-        lambda acc: acc["number"],
-    )
-    return F.when(F.size(pieces) >= 2, found)
+def _number_members_as_text(text: Column) -> Column:
+    """The JSON text with every member whose value is a number given that number's text as a
+    string instead, exactly as written: parsed, `$.amount` is the outermost object's amount as
+    written (`12.300`), where the VARIANT of the text itself holds only its value (12.3)."""
+    return F.regexp_replace(text, _MEMBER_NUMBER, _QUOTE_MEMBER_NUMBER)
 
 
 def _written_decimals_at_most(number: Column, places: int) -> Column:
@@ -185,9 +150,23 @@ def _written_decimals_at_most(number: Column, places: int) -> Column:
     )
 
 
-_MAYBE_MORE_DECIMALS = r"[0-9]\.[0-9]{3}|[0-9][eE]"
-"""In a bare text: some number has three or more decimals written, or an exponent. Only then can
-the amount have more decimals written than its VARIANT value shows."""
+_MAYBE_MORE_DECIMALS = (
+    r":[ \t\n\r]*-?[0-9]+(?:\.[0-9]{3,}(?:[eE][-+]?[0-9]+)?|(?:\.[0-9]+)?[eE][-+]?[0-9]+)[ \t\n\r]*[,}\]]"
+)
+"""A member's value that is a number of three or more decimals or with an exponent (or text in a
+string that looks like one). Only in a text that has one can the amount have more decimals written
+than its VARIANT value shows."""
+
+
+_ONE_FLAT_OBJECT = r"^[^\[\]{}]*+\{[^\[\]{}]*+\}[ \t\n\r]*+" + _END
+"""A text whose only brackets are one `{` and, at its end but for whitespace, one `}`."""
+
+
+def _one_flat_object(text: Column) -> Column:
+    """Whether a text that parsed into a JSON object opens no other container and ends with the
+    object's `}`: then nothing but whitespace follows the object, and no member is a container.
+    Most records are such a text; only the others need `_bare_json` to tell."""
+    return text.rlike(_ONE_FLAT_OBJECT)
 
 
 _AMOUNT_TYPE = r"(BIGINT|DOUBLE|DECIMAL\(\d+,[0-2]\))"
@@ -241,7 +220,7 @@ def _error_reason(
     amount: Column,
     event_time: Column,
     is_heartbeat: Column,
-    bare: Column | None = None,
+    flat: Column | None = None,
 ) -> Column:
     """The first thing wrong with a record, as a reason code; null for a good one.
 
@@ -251,10 +230,12 @@ def _error_reason(
     record still goes through and which give the same reason codes (bench/: parsing was the
     revenue job's largest cost, paid in both of its queries). Only a document without nested
     containers can have that shape, and only such a one is given to `schema_of_variant` whole
-    (`_value_type`). `bare` is the text's `_bare_json`, computed here when not given.
+    (`_value_type`). `flat` says whether the document has no nested container; computed from the
+    text when not given.
     """
     full = _error_reason_per_field(spec, text, doc, amount, event_time, is_heartbeat)
-    flat = _containers(_bare_json(text) if bare is None else bare) == 1
+    if flat is None:
+        flat = _count(_bare_json(text), "{[") == 1
     has_good_shape = F.coalesce(flat & F.schema_of_variant(doc).rlike(good_shape_pattern(spec)), F.lit(False))
     # The same order as the per-field chain for a record of this shape: encoding, timestamp, amount.
     shaped = (
@@ -365,28 +346,32 @@ def parse_events(kafka_df: DataFrame, spec: EventSpec, *, fast_path: bool = True
     fast_time = _to_timestamp(_canonical_value(text, "timestamp", string=True))
     bare = F.col("_bare")
     parsed = F.col("_parsed")
+    simple = F.col("_simple")
     json_amount = F.col("_json_amount")
+    as_written = F.col("_as_written")
     with_checks = (
         kafka_df.withColumn("_fast_time", F.when(canonical, fast_time))
         .withColumn("_fast", F.col("_fast_time").isNotNull())
         .withColumn("_parsed", F.when(~fast, F.try_parse_json(text)))
-        .withColumn("_bare", F.when(parsed.isNotNull(), _bare_json(text)))
+        .withColumn("_simple", parsed.isNotNull() & _one_flat_object(text))
+        .withColumn("_bare", F.when(parsed.isNotNull() & ~simple, _bare_json(text)))
         # A text with more after its JSON value is no JSON value at all (invalid_json).
-        .withColumn("_doc", F.when(parsed.isNotNull() & _nothing_after_the_value(bare), parsed))
+        .withColumn("_doc", F.when(simple | (parsed.isNotNull() & _nothing_after_the_value(bare)), parsed))
         .withColumn("_json_amount", F.try_variant_get(doc, "$.amount", MONEY.simpleString()))
         # The VARIANT keeps 12.300 as 12.3 and 12.345e0 as a double the cast rounds: where a number
         # may have more decimals written, the amount's own text decides.
+        .withColumn("_as_written", json_amount.isNotNull() & text.rlike(_MAYBE_MORE_DECIMALS))
         .withColumn(
-            "_amount_pieces",
+            "_amount_text",
             F.when(
-                json_amount.isNotNull() & bare.rlike(_MAYBE_MORE_DECIMALS), _split_at_field(text, "amount")
+                as_written,
+                F.variant_get(F.try_parse_json(_number_members_as_text(text)), "$.amount", "string"),
             ),
         )
-        .withColumn("_amount_text", _top_level_number(F.col("_amount_pieces")))
         .withColumn(
             "_amount",
             F.when(fast, _canonical_value(text, "amount", string=False).cast(MONEY))
-            .when(F.col("_amount_pieces").isNull(), json_amount)
+            .when(~as_written, json_amount)
             .when(_written_decimals_at_most(F.col("_amount_text"), 2), json_amount),
         )
         .withColumn(
@@ -403,7 +388,15 @@ def parse_events(kafka_df: DataFrame, spec: EventSpec, *, fast_path: bool = True
         .withColumn(
             "error_reason",
             F.when(fast, F.lit(None).cast("string")).otherwise(
-                _error_reason(spec, text, doc, F.col("_amount"), F.col("_event_time"), F.col("_hb"), bare)
+                _error_reason(
+                    spec,
+                    text,
+                    doc,
+                    F.col("_amount"),
+                    F.col("_event_time"),
+                    F.col("_hb"),
+                    flat=simple | (_count(bare, "{[") == 1),
+                )
             ),
         )
     )

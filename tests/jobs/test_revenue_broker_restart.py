@@ -48,7 +48,7 @@ def test_the_revenue_job_rides_out_a_broker_restart_and_matches_the_ledger(
     create_topic(bootstrap, dead_letter_topic(topic), partitions=1)
     producer = make_producer(bootstrap)
     before = publish_events(
-        producer, topic, generate_events("sales", 1500, seed=61), ledger=tmp_path / "a.jsonl"
+        producer, topic, generate_events("sales", 600, seed=61), ledger=tmp_path / "a.jsonl"
     )
     a_entries = read_ledger(tmp_path / "a.jsonl")
 
@@ -59,7 +59,7 @@ def test_the_revenue_job_rides_out_a_broker_restart_and_matches_the_ledger(
         checkpoint=tmp_path / "checkpoint",
         delta_path=tmp_path / "revenue",
         trigger="processing-time=1 second",
-        max_offsets_per_trigger=500,
+        max_offsets_per_trigger=300,
     )
     try:
         job.process_all_available()
@@ -68,7 +68,7 @@ def test_the_revenue_job_rides_out_a_broker_restart_and_matches_the_ledger(
         assert broker.start()[0].bootstrap_servers == bootstrap
         events_b = generate_events(
             "sales",
-            1500,
+            600,
             seed=62,
             late_fraction=0.04,
             malformed_fraction=0.05,

@@ -374,15 +374,18 @@ def parse_events(kafka_df: DataFrame, spec: EventSpec, *, fast_path: bool = True
             .when(~as_written, json_amount)
             .when(_written_decimals_at_most(F.col("_amount_text"), 2), json_amount),
         )
+        # Only a JSON string is read as text: the cast of a container would be its JSON (to_json),
+        # which a flat object has none of.
+        .withColumn(
+            "_timestamp_text",
+            F.when(
+                simple | (_json_type(doc, "timestamp") == "STRING"),
+                F.variant_get(doc, "$.timestamp", "string"),
+            ),
+        )
         .withColumn(
             "_event_time",
-            F.when(fast, F.col("_fast_time")).otherwise(
-                # Only a JSON string is read as text: a cast of a container would be its JSON.
-                F.when(
-                    _json_type(doc, "timestamp") == "STRING",
-                    parse_timestamp(F.variant_get(doc, "$.timestamp", "string")),
-                )
-            ),
+            F.when(fast, F.col("_fast_time")).otherwise(parse_timestamp(F.col("_timestamp_text"))),
         )
         .withColumn("_hb", ~fast & F.coalesce(heartbeat, F.lit(False)))
         .withColumn(

@@ -80,18 +80,15 @@ def preload(bootstrap: str, count: int, seed: int, log: Callable[[str], None]) -
             expected.add(msg.value())
 
     started = time.monotonic()
-    for n, event in enumerate(generate_events("sales", count, seed=seed, start=start)):
-        while True:
-            try:
-                producer.produce(topic, event.value, event.key, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        if n % 1000 == 0:
-            producer.poll(0)
-            if n % 200_000 == 0 and n:
-                log(f"preload: {n:,} of {count:,} sales sent")
-    producer.flush(120)
+    env.produce_preload(
+        producer,
+        topic,
+        generate_events("sales", count, seed=seed, start=start),
+        on_delivery,
+        "sales",
+        count,
+        log,
+    )
     size = env.topic_size(bootstrap, topic)
     if failures or expected.events != count or size != count:
         raise RuntimeError(f"preload incomplete: {expected.events:,} acknowledged, {size:,} on the topic")

@@ -230,3 +230,22 @@ def export_tree(commit: str, directory: Path) -> Path:
 def new_topic_named(bootstrap: str, name: str, partitions: int, **config: str) -> str:
     create_topic(bootstrap, name, partitions=partitions, config=config)
     return name
+
+
+def produce_preload(
+    producer: Any, topic: str, events: Any, on_delivery: Any, what: str, count: int, log: Any
+) -> None:
+    """Produce every generated event to `topic` (waiting when the queue is full), reporting every
+    200,000, then flush: the untimed preload of a bench workload."""
+    for n, event in enumerate(events):
+        while True:
+            try:
+                producer.produce(topic, event.value, event.key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        if n % 1000 == 0:
+            producer.poll(0)
+            if n % 200_000 == 0 and n:
+                log(f"preload: {n:,} of {count:,} {what} sent")
+    producer.flush(120)

@@ -105,16 +105,9 @@ def preload(bootstrap: str, count: int, seed: int, log: Callable[[str], None]) -
             sent.add(msg.key(), msg.value())
 
     started = time.monotonic()
-    for n, event in enumerate(generate_events("orders", count, seed=seed)):
-        while True:
-            try:
-                producer.produce(topic, event.value, event.key, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        if n % 1000 == 0:
-            producer.poll(0)
-    producer.flush(120)
+    env.produce_preload(
+        producer, topic, generate_events("orders", count, seed=seed), on_delivery, "orders", count, log
+    )
     size = env.topic_size(bootstrap, topic)
     if failures or sent.count != count or size != count:
         raise RuntimeError(f"preload incomplete: {sent.count:,} acknowledged, {size:,} on the topic")

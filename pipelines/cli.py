@@ -20,6 +20,7 @@ from pipelines.commands.broker import broker_app
 from pipelines.commands.cluster import cluster_app
 from pipelines.commands.common import ProfileOpt, err, settings_for
 from pipelines.commands.consume import consume_app
+from pipelines.commands.dashboard import dashboard_app
 from pipelines.commands.generate import generate_app
 from pipelines.commands.groups import groups_app
 from pipelines.commands.process import process_app
@@ -41,6 +42,7 @@ app.add_typer(generate_app, name="generate")
 app.add_typer(consume_app)
 app.add_typer(groups_app, name="groups")
 app.add_typer(status_app, name="status")
+app.add_typer(dashboard_app, name="dashboard")
 app.add_typer(process_app, name="process")
 app.add_typer(__import__("pipelines.commands.acls").commands.acls.acls_app, name="acls")
 

@@ -7,7 +7,12 @@ of every query in the session and appends one JSON object per batch to a file:
     {"query": "revenue_per_minute_delta", "batch_id": 3, "timestamp": "...", "input_rows": 1000,
      "input_rows_per_second": ..., "processed_rows_per_second": ..., "batch_duration_ms": 812,
      "watermark": "2026-11-27T10:04:30.000Z", "dropped_by_watermark": 2,
-     "dropped_by_watermark_total": 7, "state_rows": 14, "sink_output_rows": 12}
+     "dropped_by_watermark_total": 7, "state_rows": 14, "sink_output_rows": 12,
+     "event_time_max": "2026-11-27T10:05:00.412Z", "observed": {"records": {"read": 1000, ...}}}
+
+`observed` holds the batch's observed metrics (`pipelines.queries.observe_records`: records read,
+dead-lettered, heartbeats), exact per batch: summed over a query's lines they are what the
+dashboard (`pipelines dashboard`) reconciles, also for jobs that ran in another process.
 
 Spark's `numRowsDroppedByWatermark` counts rows at the input of the stateful operator, which for
 an aggregation is after partial aggregation: several late sales of one window and category in one
@@ -51,6 +56,8 @@ def summarize_progress(progress: dict[str, Any]) -> dict[str, Any]:
         "dropped_by_watermark": sum(int(s.get("numRowsDroppedByWatermark") or 0) for s in state),
         "state_rows": sum(int(s.get("numRowsTotal") or 0) for s in state),
         "sink_output_rows": int(sink.get("numOutputRows", -1)),
+        "event_time_max": (progress.get("eventTime") or {}).get("max"),
+        "observed": progress.get("observedMetrics") or {},
     }
 
 

@@ -45,6 +45,8 @@ app.add_typer(status_app, name="status")
 app.add_typer(dashboard_app, name="dashboard")
 app.add_typer(process_app, name="process")
 app.add_typer(__import__("pipelines.commands.acls").commands.acls.acls_app, name="acls")
+app.add_typer(__import__("pipelines.commands.registry").commands.registry.registry_app, name="registry")
+app.add_typer(__import__("pipelines.commands.schemas").commands.schemas.schemas_app, name="schemas")
 
 
 @app.command("jars")

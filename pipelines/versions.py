@@ -27,6 +27,11 @@ DELTA_SPARK_LINE = "4.2"
 KAFKA_BROKER = "4.4.0"
 """Apache Kafka run as the local broker (KRaft). Runs on Java 17."""
 
+APICURIO_REGISTRY = "3.3.3"
+"""Apicurio Registry run as the local schema registry (its Confluent-compatible API at
+`/apis/ccompat/v7`). A Quarkus application that needs Java 21+: it runs on its own JDK (Temurin 25
+here, `pipelines.registry.local.find_registry_java`), while Spark and the broker keep Java 17."""
+
 CONFLUENT_KAFKA_MIN = "2.6"
 """Oldest confluent-kafka (librdkafka) the Python clients are tested against."""
 
@@ -34,8 +39,17 @@ SPARK_KAFKA_CONNECTOR = f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY}:{
 DELTA_SPARK_ARTIFACT = f"io.delta:delta-spark_{DELTA_SPARK_LINE}_{SCALA_BINARY}:{DELTA_JVM}"
 DELTA_STORAGE_ARTIFACT = f"io.delta:delta-storage:{DELTA_JVM}"
 KAFKA_BROKER_ARTIFACT = f"org.apache.kafka:kafka_{SCALA_BINARY}:{KAFKA_BROKER}"
+SPARK_AVRO_ARTIFACT = f"org.apache.spark:spark-avro_{SCALA_BINARY}:{SPARK}"
+"""`from_avro`/`to_avro` for the jobs' `--format avro`."""
+APICURIO_REGISTRY_ARTIFACT = f"io.apicurio:apicurio-registry-app:{APICURIO_REGISTRY}:tar.gz:all"
+"""The registry's Quarkus fast-jar distribution (`quarkus-run.jar` and its `lib/`), ~160 MB."""
 
-SPARK_PACKAGES: tuple[str, ...] = (SPARK_KAFKA_CONNECTOR, DELTA_SPARK_ARTIFACT, DELTA_STORAGE_ARTIFACT)
+SPARK_PACKAGES: tuple[str, ...] = (
+    SPARK_KAFKA_CONNECTOR,
+    DELTA_SPARK_ARTIFACT,
+    DELTA_STORAGE_ARTIFACT,
+    SPARK_AVRO_ARTIFACT,
+)
 """Maven coordinates for `spark-submit --packages` on machines that reach Maven Central."""
 
 MAVEN_PROPERTIES: dict[str, str] = {
@@ -44,5 +58,6 @@ MAVEN_PROPERTIES: dict[str, str] = {
     "delta.version": DELTA_JVM,
     "delta.spark.line": DELTA_SPARK_LINE,
     "kafka.version": KAFKA_BROKER,
+    "apicurio.version": APICURIO_REGISTRY,
 }
 """Passed to `mvn` as `-Dname=value`: the manifests hold no version numbers of their own."""

@@ -63,6 +63,9 @@ from pipelines.sinks import delta_row_count
 # -- markers from fixtures (tests/conftest.py applies them) ----------------------------------------
 FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
     "kafka_broker": ("kafka",),  # the test run's broker (also through bootstrap, new_topic, ...)
+    # tests/registry/conftest.py: the run's schema registry, a JVM like the broker (`make test-fast`
+    # deselects it with the broker's marker)
+    "schema_registry": ("kafka",),
     "spark": ("spark",),  # the test run's SparkSession
     "own_broker": ("kafka", "slow"),  # a broker of the test's own
     "own_spark": ("spark", "slow"),  # a Spark driver of the test's own
@@ -93,7 +96,8 @@ def xdist_group(item: pytest.Item) -> str:
     used = set(getattr(item, "fixturenames", ()))
     if used & {"kafka_cluster", "spark_cluster"}:
         return CLUSTER_GROUP
-    if "spark" in used or "security" in item.path.parts:
+    if "spark" in used or "security" in item.path.parts or "schema_registry" in used:
+        # The schema registry's tests join the SparkSession's group: one registry per run, too.
         return SPARK_SESSION_GROUP
     return item.path.relative_to(PROJECT_ROOT).as_posix()
 

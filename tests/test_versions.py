@@ -31,5 +31,6 @@ def test_every_jvm_artifact_is_scala_2_13() -> None:
         "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0",
         "io.delta:delta-spark_4.2_2.13:4.4.0",
         "io.delta:delta-storage:4.4.0",
+        "org.apache.spark:spark-avro_2.13:4.2.0",
     )
     assert versions.KAFKA_BROKER_ARTIFACT == "org.apache.kafka:kafka_2.13:4.4.0"

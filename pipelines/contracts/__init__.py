@@ -8,6 +8,7 @@ Kafka clients, sinks or sessions.
 """
 
 from pipelines.contracts.dead_letters import (
+    AVRO_REASON_CODES,
     DEAD_LETTER_HEADERS,
     HEADER_DETAIL,
     HEADER_REASON,
@@ -47,6 +48,7 @@ from pipelines.contracts.topics import (
 )
 
 __all__ = [
+    "AVRO_REASON_CODES",
     "CUSTOMER_COUNTS_TOPIC",
     "CUSTOMER_COUNT_COLUMNS",
     "DEAD_LETTER_HEADERS",

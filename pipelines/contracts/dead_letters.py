@@ -43,3 +43,19 @@ REASON_CODES: dict[str, str] = {
 Spark parser (pipelines.transforms.parsing) and the Python one (pipelines.processor.shipments) give
 the same code for every malformed event the generators make (a test compares them); docs/contracts.md
 lists the inputs outside the contract on which they still differ."""
+
+AVRO_REASON_CODES: dict[str, str] = {
+    "empty_value": "the value is null (a tombstone) or zero bytes",
+    "avro_bad_magic_byte": "the value does not start with the Confluent wire format's magic byte 0 "
+    "(JSON or text on an Avro topic, or another framing)",
+    "avro_truncated": "the value ends inside its 5-byte header or before the end of its record (or "
+    "its bytes are not a record of its writer schema)",
+    "avro_unknown_schema_id": "the schema id in the header is not registered in the schema registry",
+    "avro_unreadable_schema": "the writer schema is registered but the job's reader schema cannot read "
+    "it (another topic's schema, or a change that is not compatible)",
+    "negative_amount": "`amount` is below zero (0.00 is a valid amount)",
+}
+"""Every `error.reason` of a record on a topic read with `--format avro`, checked in this order (first
+defect wins). Avro's schema makes the JSON codes (`invalid_json`, `missing_field`, `bad_type`,
+`bad_timestamp`, `invalid_utf8`) impossible; `empty_value` and `negative_amount` stay. The Spark
+parser (pipelines.transforms.avro) and the Python one (pipelines.registry.avro) give the same codes."""

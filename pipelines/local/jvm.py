@@ -7,6 +7,8 @@ Two sets, each on a classpath of its own:
   pyspark copies are the only ones on the classpath. These go on `spark.jars` / `--jars`.
 * `kafka`: the Apache Kafka broker with its dependencies and logging, used only to run the local
   broker and never mixed with Spark's classpath (it brings its own Scala and kafka-clients).
+* `registry`: Apicurio Registry, the local schema registry: one tar.gz (a Quarkus fast-jar), unpacked
+  in place and run on a JDK 21+ of its own (`pipelines.registry.local`).
 
 Nothing is downloaded when a Spark session starts: Ivy (`spark.jars.packages`) is never used.
 """
@@ -17,6 +19,7 @@ import json
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +32,10 @@ from pipelines.paths import JVM_MANIFEST_DIR
 MANIFESTS: dict[str, str] = {
     "spark": "spark-connectors.pom.xml",
     "kafka": "kafka-broker.pom.xml",
+    "registry": "apicurio-registry.pom.xml",
 }
+REGISTRY_LAUNCHER = "quarkus-run.jar"
+"""The file that starts the unpacked registry (`java -jar`)."""
 STAMP = "resolved.json"
 _DOTTED_VERSION = re.compile(r"\d+\.\d+")
 _DIGITS = re.compile(r"\d+")
@@ -68,8 +74,10 @@ def _artifact_id_of(file_name: str) -> str:
 
 
 def _manifest_fingerprint(name: str) -> dict[str, str]:
-    manifest = JVM_MANIFEST_DIR / MANIFESTS[name]
-    return {"manifest": manifest.read_text(), **versions.MAVEN_PROPERTIES}
+    text = (JVM_MANIFEST_DIR / MANIFESTS[name]).read_text()
+    # Only the versions the manifest uses: a new registry version does not re-resolve Spark's jars.
+    used = {k: v for k, v in versions.MAVEN_PROPERTIES.items() if "${" + k + "}" in text}
+    return {"manifest": text, **used}
 
 
 def is_resolved(jars_dir: Path, name: str) -> bool:
@@ -139,11 +147,16 @@ def resolve(
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
+        files = []
         for a in kept:
-            shutil.copy2(a.path, target / a.path.name)
+            if a.path.name.endswith(".tar.gz"):
+                files.append(_unpack(a, target))
+            else:
+                shutil.copy2(a.path, target / a.path.name)
+                files.append(a.path.name)
         stamp = {
             "fingerprint": _manifest_fingerprint(name),
-            "files": [a.path.name for a in kept],
+            "files": files,
             "artifacts": [a.coordinates for a in kept],
             "left_out_shipped_by_pyspark": sorted(a.coordinates for a in artifacts if a.artifact in skip),
         }
@@ -152,12 +165,29 @@ def resolve(
     return jar_paths(jars_dir, name)
 
 
+def _unpack(artifact: Artifact, target: Path) -> str:
+    """Unpack a distribution archive (the registry's tar.gz) into `target/<artifact>-<version>/`;
+    returns the launcher's path relative to `target` (what the stamp records)."""
+    folder = target / f"{artifact.artifact}-{artifact.version}"
+    with tarfile.open(artifact.path) as archive:
+        archive.extractall(folder, filter="data")
+    launchers = sorted(folder.rglob(REGISTRY_LAUNCHER))
+    if not launchers:
+        raise SetupError(f"{artifact.path.name} holds no {REGISTRY_LAUNCHER}: not the Quarkus distribution")
+    return launchers[0].relative_to(target).as_posix()
+
+
 def _parse_listing(text: str) -> list[Artifact]:
-    """Parse `mvn dependency:list` output lines `group:artifact:jar:version:scope:/abs/path`."""
+    """Parse `mvn dependency:list` output lines `group:artifact:jar:version:scope:/abs/path`, and
+    archives with a classifier, `group:artifact:tar.gz:classifier:version:scope:/abs/path`."""
     artifacts = []
     for raw in text.splitlines():
         line = raw.strip().split(" -- ")[0]
         parts = line.split(":")
+        if len(parts) >= 7 and parts[2] == "tar.gz":
+            group, artifact, _type, _classifier, version, _scope = parts[:6]
+            artifacts.append(Artifact(group, artifact, version, Path(":".join(parts[6:]))))
+            continue
         if len(parts) < 6 or parts[2] != "jar":
             continue
         group, artifact, _type, version, _scope = parts[:5]
@@ -181,6 +211,11 @@ def jar_paths(jars_dir: Path, name: str) -> list[Path]:
 def spark_jars(jars_dir: Path) -> list[Path]:
     """Jars for `spark.jars` / `spark-submit --jars`: Kafka source and sink, Delta Lake."""
     return jar_paths(jars_dir, "spark")
+
+
+def registry_launcher(jars_dir: Path) -> Path:
+    """The unpacked registry's `quarkus-run.jar`; SetupError when it is not resolved."""
+    return jar_paths(jars_dir, "registry")[0]
 
 
 def broker_classpath(jars_dir: Path) -> str:

@@ -16,6 +16,7 @@ one line on stderr. Producer settings, weakest first: the project's defaults, th
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -38,7 +39,8 @@ from pipelines.errors import PipelinesError
 if TYPE_CHECKING:
     from confluent_kafka import Producer
 
-    from pipelines.generators.events import GeneratedEvent
+    from pipelines.config import Settings
+    from pipelines.generators.events import AvroWriters, GeneratedEvent
 
 generate_app = typer.Typer(help="Produce seeded events to Kafka.", no_args_is_help=True)
 
@@ -79,6 +81,33 @@ ProducerConfigOpt = Annotated[
     typer.Option("--producer-config", "-X", help="any librdkafka producer property k=v (repeatable)"),
 ]
 
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="json (default) or avro: Confluent wire format with the topic's schema from the registry "
+        "(default: $PIPELINES_FORMAT, else json)",
+    ),
+]
+RegistryUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--registry-url",
+        help="with --format avro: Confluent-compatible schema registry API (default: "
+        "$PIPELINES_SCHEMA_REGISTRY_URL, else the local registry)",
+    ),
+]
+SchemaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--schema",
+        help="with --format avro: write with this .avsc (a later version of the contract's), registered "
+        "under <topic>-value first; one the registry refuses stops the run before any event",
+    ),
+]
+FORMATS = ("json", "avro")
+FORMAT_ENV = "PIPELINES_FORMAT"
+
 HeartbeatOpt = Annotated[
     float | None,
     typer.Option(
@@ -107,6 +136,9 @@ def _command(event_type: str) -> Callable[..., None]:
         batch_size: BatchSizeOpt = None,
         producer_config: ProducerConfigOpt = None,
         heartbeat: HeartbeatOpt = None,
+        value_format: FormatOpt = None,
+        registry_url: RegistryUrlOpt = None,
+        schema: SchemaOpt = None,
         bootstrap: BootstrapOpt = None,
         profile: ProfileOpt = "local",
     ) -> None:
@@ -124,13 +156,18 @@ def _command(event_type: str) -> Callable[..., None]:
             heartbeat_after_s=heartbeat,
             bootstrap=bootstrap,
             profile=profile,
+            value_format=value_format or os.environ.get(FORMAT_ENV) or "json",
+            registry_url=registry_url,
+            schema=schema,
         )
 
     command.__doc__ = (
         f"Produce seeded `{event_type}` events (murmur2 partitioning, idempotent, acks=all by default).\n\n"
         "Late events are --late-by seconds (default 300) behind the stream's event time; malformed "
         "ones carry a reason code in the ledger (invalid_json, missing_field:<field>, "
-        "bad_type:<field>, negative_amount, bad_timestamp, empty_value, invalid_utf8)."
+        "bad_type:<field>, negative_amount, bad_timestamp, empty_value, invalid_utf8; with --format "
+        "avro: avro_truncated, avro_bad_magic_byte, avro_unknown_schema_id, avro_unreadable_schema, "
+        "negative_amount, empty_value)."
     )
     return command
 
@@ -193,6 +230,9 @@ def generate(
     heartbeat_after_s: float | None = None,
     bootstrap: str | None = None,
     profile: str = "local",
+    value_format: str = "json",
+    registry_url: str | None = None,
+    schema: Path | None = None,
 ) -> None:
     """What `pipelines generate <event_type>` does: check the arguments (PipelinesError with one line
     naming the option), check the topic exists, send the events, write the ledger, print the
@@ -226,6 +266,17 @@ def generate(
         raise PipelinesError("--heartbeat takes a positive number of seconds, and only for sales")
     if ledger is not None and not ledger.parent.is_dir():
         raise PipelinesError(f"--ledger {ledger}: the folder {ledger.parent} does not exist")
+    if value_format not in FORMATS:
+        raise PipelinesError(f"--format must be json or avro, not {value_format!r} (also ${FORMAT_ENV})")
+    if schema is not None and value_format != "avro":
+        raise PipelinesError("--schema is the Avro writer schema: use it with --format avro")
+
+    settings = settings_for(profile)
+    if topic is None:
+        topic = settings.topics[event_type].name if event_type in settings.topics else event_type
+    avro = (
+        _avro_writers(settings, event_type, topic, registry_url, schema) if value_format == "avro" else None
+    )
     try:
         events = generate_events(
             event_type,
@@ -234,6 +285,7 @@ def generate(
             late_fraction=late_fraction,
             malformed_fraction=malformed_fraction,
             late_by_s=late_by_s,
+            avro=avro[0] if avro else None,
         )
     except ValueError as exc:
         raise PipelinesError(str(exc)) from None
@@ -242,16 +294,14 @@ def generate(
     if heartbeat_after_s is not None:
         events = _tracking_latest(events, latest)
 
-    settings = settings_for(profile)
-    if topic is None:
-        topic = settings.topics[event_type].name if event_type in settings.topics else event_type
     servers = bootstrap_servers(settings, bootstrap)
     producer = make_producer(servers, {**settings.kafka.producer, **(producer_conf or {})})
     _require_topic(producer, servers, topic)
 
     err.print(
         f"producing {count:,} {event_type} to {topic!r} (seed {seed}, late {late:,}, "
-        f"malformed {malformed:,}{f', {rate:g}/s' if rate else ''})",
+        f"malformed {malformed:,}{f', {rate:g}/s' if rate else ''}"
+        f"{f', Avro schema id {avro[1]}' if avro else ''})",
         highlight=False,
         soft_wrap=True,
     )
@@ -297,10 +347,12 @@ def generate(
             raise
     err.print(report.summary() + (f"; ledger {ledger}" if ledger else ""), highlight=False, soft_wrap=True)
     if heartbeat_after_s is not None and latest[0] is not None:
+        from pipelines.generators.common import format_timestamp
         from pipelines.generators.heartbeat import send_heartbeats
 
         at = latest[0] + timedelta(seconds=heartbeat_after_s)
-        sent = send_heartbeats(producer, topic, at)
+        value = avro[2]({"heartbeat": True, "timestamp": format_timestamp(at)}) if avro else None
+        sent = send_heartbeats(producer, topic, at, value=value)
         err.print(f"sent {sent} heartbeat(s) at event time {at.isoformat()}", highlight=False, soft_wrap=True)
     failed = report.produce.failed
     if failed:
@@ -316,10 +368,51 @@ def _tracking_latest(
     """Pass events through, keeping in `latest[0]` the latest event time of the valid ones."""
     for event in events:
         if event.kind == "valid":
-            at = datetime.fromisoformat(json.loads(event.value)["timestamp"].replace("Z", "+00:00"))
+            at = event.event_time or datetime.fromisoformat(
+                json.loads(event.value)["timestamp"].replace("Z", "+00:00")
+            )
             if latest[0] is None or at > latest[0]:
                 latest[0] = at
         yield event
+
+
+_FOREIGN = {"orders": "sales", "sales": "orders"}
+"""The registered schema the `avro_unreadable_schema` events of a type are written with: the other
+event type's contract schema (under its own subject), which the type's readers cannot read."""
+
+
+def _avro_writers(
+    settings: Settings, event_type: str, topic: str, url: str | None, schema: Path | None
+) -> tuple[AvroWriters, int, Callable[[dict[str, object]], bytes]]:
+    """(the generators' Avro writers, the topic's schema id, the encoder of one document): the
+    topic's schema (`schema`, else the contract's) and the foreign one registered first, so a
+    schema the registry refuses stops the run in one line before any event is sent."""
+    from pipelines.commands.registry import registry_url
+    from pipelines.generators.events import AvroWriters
+    from pipelines.registry.avro import WireEncoder, avro_record
+    from pipelines.registry.schemas import SchemaStore, contract_schema, load_schema
+
+    store = SchemaStore(registry_url(settings, url))
+    own = WireEncoder(store, topic, load_schema(schema) if schema else contract_schema(event_type))
+    other = _FOREIGN[event_type]
+    foreign = WireEncoder(store, other, contract_schema(other))
+
+    def encode(document: dict[str, object]) -> bytes:
+        return own.encode(avro_record(document))
+
+    def encode_foreign(document: dict[str, object]) -> bytes:
+        return foreign.encode(avro_record(_as_other_type(other, document)))
+
+    return AvroWriters(encode, encode_foreign), own.schema_id, encode
+
+
+def _as_other_type(other: str, document: dict[str, object]) -> dict[str, object]:
+    """The event as a record of the `other` type, made from its own fields (a producer that wrote
+    to the wrong topic)."""
+    shared = {k: document[k] for k in ("order_id", "amount", "currency", "timestamp")}
+    if other == "orders":
+        return {"order_id": shared["order_id"], "customer_id": "cust-00000", **shared}
+    return {"sale_id": f"sale-of-{shared['order_id']}", "category": "unknown", **shared}
 
 
 def _require_topic(producer: Producer, servers: str, topic: str) -> None:

@@ -14,6 +14,7 @@ its transactional.id or instance id) prints it too, then fails with one line tha
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Annotated
 
@@ -77,6 +78,22 @@ def orders_to_shipments(
         float | None,
         typer.Option("--idle-timeout-s", help="stop when no record arrived for this many seconds"),
     ] = None,
+    value_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="json (default) or avro: orders and shipments in the Confluent wire format, schemas "
+            "from the registry (default: $PIPELINES_FORMAT, else json)",
+        ),
+    ] = None,
+    registry_url: Annotated[
+        str | None,
+        typer.Option(
+            "--registry-url",
+            help="with --format avro: Confluent-compatible schema registry API (default: "
+            "$PIPELINES_SCHEMA_REGISTRY_URL, else the local registry)",
+        ),
+    ] = None,
     bootstrap: BootstrapOpt = None,
     profile: ProfileOpt = "local",
 ) -> None:
@@ -90,6 +107,15 @@ def orders_to_shipments(
     if idle_timeout_s is not None and idle_timeout_s <= 0:
         raise PipelinesError(f"--idle-timeout-s must be positive, not {idle_timeout_s:g}")
     settings = settings_for(profile)
+    value_format = value_format or os.environ.get("PIPELINES_FORMAT") or "json"
+    if value_format not in ("json", "avro"):
+        raise PipelinesError(f"--format must be json or avro, not {value_format!r} (also $PIPELINES_FORMAT)")
+    transform = None
+    if value_format == "avro":
+        from pipelines.commands.registry import registry_url as find_registry
+        from pipelines.processor.avro import AvroShipments
+
+        transform = AvroShipments(find_registry(settings, registry_url), sink_topic)
     config = ProcessorConfig(
         bootstrap_servers=bootstrap_servers(settings, bootstrap),
         guarantee=Guarantee(guarantee),
@@ -103,6 +129,7 @@ def orders_to_shipments(
         producer_config=settings.kafka.producer,
         replication_factor=settings.kafka.replication_factor,
         on_topic_created=lambda message: err.print(message, highlight=False),
+        transform=transform,
     )
     processor = Processor(config)
 

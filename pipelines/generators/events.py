@@ -79,6 +79,34 @@ MALFORMED_MIX: tuple[tuple[str, int], ...] = (
 
 REASON_FAMILIES = tuple(name for name, _ in MALFORMED_MIX)
 
+AVRO_MALFORMED_MIX: tuple[tuple[str, int], ...] = (
+    ("avro_truncated", 20),
+    ("avro_bad_magic_byte", 20),
+    ("avro_unknown_schema_id", 20),
+    ("avro_unreadable_schema", 15),
+    ("negative_amount", 15),
+    ("empty_value", 10),
+)
+"""(reason, weight) of malformed events written in Avro (`pipelines.contracts.AVRO_REASON_CODES`):
+
+- `avro_truncated`: a good value cut short, anywhere from inside the 5-byte header to its last byte;
+- `avro_bad_magic_byte`: the event's JSON text on the Avro topic (it starts with `{`), or a good
+  value whose first byte is 1;
+- `avro_unknown_schema_id`: a good payload behind an id no registry assigns (0, or a negative id);
+- `avro_unreadable_schema`: the event written with a registered schema the topic's readers cannot
+  read (another event type's contract schema, under its own subject);
+- `negative_amount`, `empty_value`: as in JSON."""
+
+
+@dataclass(frozen=True)
+class AvroWriters:
+    """How events are written with `--format avro`: `encode(document)` gives the wire-format bytes
+    of a document (the JSON object before encoding) with the topic's registered schema,
+    `foreign(document)` bytes under a registered schema the topic's readers cannot read."""
+
+    encode: Callable[[dict[str, object]], bytes]
+    foreign: Callable[[dict[str, object]], bytes]
+
 
 @dataclass(frozen=True)
 class GeneratedEvent:
@@ -93,6 +121,8 @@ class GeneratedEvent:
     """For `malformed` events: the reason code a parser should assign."""
     late_by_ms: int | None = None
     """For `late` events: how far behind the stream's event time its timestamp is."""
+    event_time: datetime | None = None
+    """For `valid` events: the event time (what `--heartbeat` follows, whatever the format)."""
 
 
 @dataclass(frozen=True)
@@ -153,9 +183,12 @@ def generate_events(
     malformed_fraction: float = 0.0,
     late_by_s: float = DEFAULT_LATE_BY_S,
     start: datetime = DEFAULT_START,
+    avro: AvroWriters | None = None,
 ) -> Iterator[GeneratedEvent]:
     """Yield `count` events of `event_type` ("orders" or "sales"): valid ones, and the late and
     malformed ones the fractions ask for, in a reproducible order (see the module docstring).
+    With `avro`, values are Avro in the Confluent wire format and the malformed ones are of
+    AVRO_MALFORMED_MIX; the valid and late events are the same events as in JSON.
 
     Raises ValueError at once (not at the first event) for an unknown type, a negative count,
     fractions outside 0..1 or adding up to more than 1, or a lateness not beyond the normal disorder.
@@ -170,7 +203,7 @@ def generate_events(
             f"late events must be more than the normal disorder ({DISORDER_MS / 1000:g} s) behind, "
             f"not {late_by_s:g} s"
         )
-    return _stream(shape, event_type, count, seed, start, late_left, malformed_left, late_by_ms)
+    return _stream(shape, event_type, count, seed, start, late_left, malformed_left, late_by_ms, avro)
 
 
 def _stream(
@@ -182,12 +215,15 @@ def _stream(
     late_left: int,
     malformed_left: int,
     late_by_ms: int,
+    avro: AvroWriters | None = None,
 ) -> Iterator[GeneratedEvent]:
     # Separate streams of randomness: which events are faulty, and how, never shifts the valid ones.
     roles = random.Random(f"roles-{event_type}-{seed}")
     faults = random.Random(f"faults-{event_type}-{seed}")
-    families = [name for name, _ in MALFORMED_MIX]
-    weights = [w for _, w in MALFORMED_MIX]
+    mix = AVRO_MALFORMED_MIX if avro is not None else MALFORMED_MIX
+    families = [name for name, _ in mix]
+    weights = [w for _, w in mix]
+    encode = avro.encode if avro is not None else dump_json
     stream_time = start  # the latest timestamp of the valid events sent so far
     for seq, (document, event_time) in enumerate(shape.documents(count, seed, start)):
         key = str(document[shape.key_field]).encode()
@@ -197,17 +233,20 @@ def _stream(
         if draw < malformed_left:
             malformed_left -= 1
             family = faults.choices(families, weights)[0]
-            value, reason = _malform(family, document, event_time, shape, faults)
+            if avro is not None:
+                value, reason = _malform_avro(family, document, avro, faults)
+            else:
+                value, reason = _malform(family, document, event_time, shape, faults)
             yield GeneratedEvent(seq, key, value, "malformed", reason=reason)
         elif draw < malformed_left + late_left:
             late_left -= 1
             late_time = stream_time - timedelta(milliseconds=late_by_ms + faults.randrange(LATE_JITTER_MS))
             document["timestamp"] = format_timestamp(late_time)
             behind = (stream_time - late_time) // timedelta(milliseconds=1)
-            yield GeneratedEvent(seq, key, dump_json(document), "late", late_by_ms=behind)
+            yield GeneratedEvent(seq, key, encode(document), "late", late_by_ms=behind)
         else:
             stream_time = max(stream_time, event_time)
-            yield GeneratedEvent(seq, key, dump_json(document))
+            yield GeneratedEvent(seq, key, encode(document), event_time=event_time)
 
 
 def _malform(
@@ -261,6 +300,32 @@ def _malform(
             ]
         )
         return dump_json(document), "bad_timestamp"
+    raise ValueError(f"unknown malformed family {family!r}")
+
+
+def _malform_avro(
+    family: str, document: dict[str, object], avro: AvroWriters, rng: random.Random
+) -> tuple[bytes, str]:
+    """The value of one malformed event of `family` written in Avro, and its reason code."""
+    if family == "empty_value":
+        return b"", "empty_value"
+    if family == "negative_amount":
+        amount = document["amount"]
+        assert isinstance(amount, Decimal)
+        document["amount"] = -amount
+        return avro.encode(document), "negative_amount"
+    if family == "avro_unreadable_schema":
+        return avro.foreign(document), "avro_unreadable_schema"
+    good = avro.encode(document)
+    if family == "avro_truncated":
+        return good[: rng.randint(1, len(good) - 1)], "avro_truncated"
+    if family == "avro_bad_magic_byte":
+        if rng.random() < 0.5:
+            return dump_json(document), "avro_bad_magic_byte"  # JSON on an Avro topic
+        return b"\x01" + good[1:], "avro_bad_magic_byte"
+    if family == "avro_unknown_schema_id":
+        unknown = rng.choice([0, -rng.randint(1, 2**31)])
+        return good[:1] + struct.pack(">i", unknown) + good[5:], "avro_unknown_schema_id"
     raise ValueError(f"unknown malformed family {family!r}")
 
 

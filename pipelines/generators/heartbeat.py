@@ -25,9 +25,12 @@ def heartbeat_value(at: datetime) -> bytes:
     return json.dumps({"heartbeat": True, "timestamp": format_timestamp(at)}, separators=(",", ":")).encode()
 
 
-def send_heartbeats(producer: Producer, topic: str, at: datetime, timeout_s: float = 30.0) -> int:
+def send_heartbeats(
+    producer: Producer, topic: str, at: datetime, timeout_s: float = 30.0, *, value: bytes | None = None
+) -> int:
     """Send one heartbeat at event time `at` to every partition of `topic` and wait for the
-    acknowledgements; returns how many were sent. Every partition gets one because a job's
+    acknowledgements; returns how many were sent. `value` replaces the JSON heartbeat (the Avro
+    `Heartbeat` record of `--format avro`). Every partition gets one because a job's
     watermark may be computed per source partition in other engines, and it costs nothing."""
     metadata = producer.list_topics(topic, timeout=timeout_s).topics.get(topic)
     if metadata is None or metadata.error is not None:
@@ -38,7 +41,7 @@ def send_heartbeats(producer: Producer, topic: str, at: datetime, timeout_s: flo
         if err is not None:
             failures.append(str(err))
 
-    value = heartbeat_value(at)
+    value = value if value is not None else heartbeat_value(at)
     for partition in sorted(metadata.partitions):
         producer.produce(topic, key=HEARTBEAT_KEY, value=value, partition=partition, on_delivery=on_delivery)
     if producer.flush(timeout_s) or failures:

@@ -144,6 +144,9 @@ class ProcessorConfig:
     cluster's default), as the Spark jobs do (`pipelines.kafka.job_topics`)."""
     on_topic_created: Callable[[str], None] | None = None
     """Told once, in words, about each topic the processor created."""
+    transform: Callable[[bytes | None], bytes] | None = None
+    """An order's value -> its shipment's value, raising RejectedOrder (default: the JSON contract's
+    `shipment_value`; `pipelines.processor.avro.AvroShipments` for `--format avro`)."""
     """For each broker round trip the processor waits on (commits, transactions, flushes)."""
 
     def __post_init__(self) -> None:
@@ -457,7 +460,7 @@ class Processor:
 
     def _output(self, msg: Message) -> _Output:
         try:
-            value = shipment_value(msg.value())
+            value = (self.config.transform or shipment_value)(msg.value())
         except RejectedOrder as exc:
             letter = DeadLetter.from_message(msg, exc.reason, exc.detail)
             return _Output(letter.topic, letter.key, letter.value, letter.headers(), is_dead_letter=True)

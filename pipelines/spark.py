@@ -8,6 +8,8 @@ put the connectors on the classpath and the factory leaves `spark.jars` alone.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypedDict, Unpack
@@ -98,6 +100,18 @@ def session_conf(
     return conf
 
 
+def worker_python(master: str | None, environ: Mapping[str, str]) -> str | None:
+    """The interpreter Spark's Python workers should run when this process starts the session:
+    this process's own (whose environment has confluent-kafka, which the exactly-once Kafka sink's
+    partition writers need) for a local master or a standalone master on this machine, unless
+    `PYSPARK_PYTHON` says otherwise; None leaves Spark's default (`python3` on the PATH)."""
+    if environ.get("PYSPARK_PYTHON") or not master:
+        return None
+    if master.startswith(("local", "spark://127.0.0.1", "spark://localhost")):
+        return sys.executable
+    return None
+
+
 def build_session(
     app_name: str,
     *,
@@ -111,6 +125,9 @@ def build_session(
     spark-submit already provides them, and `master=None` to keep spark-submit's `--master`.
     `options` are those of `session_conf` (`SessionOptions`).
     """
+    python = worker_python(master, os.environ)
+    if python is not None:
+        os.environ["PYSPARK_PYTHON"] = python  # read once, when the SparkContext starts
     builder = SparkSession.builder.appName(app_name)
     for key, value in session_conf(master=master, jars=jars, **options).items():
         builder = builder.config(key, value)

@@ -134,7 +134,9 @@ def _session_spark(
 ) -> Iterator[SparkSession]:
     session = build_session(
         "pipelines-tests",
-        master="local[2]",
+        # Two task slots, and a failed task is retried once (local[N] alone never retries), as on a
+        # cluster: the exactly-once sink's task-failure test needs the retry.
+        master="local[2,2]",
         jars=spark_jars(jars_dir),
         shuffle_partitions=2,
         ui_enabled=False,
@@ -147,8 +149,8 @@ def _session_spark(
 
 @pytest.fixture
 def spark(request: pytest.FixtureRequest) -> SparkSession:
-    """The test run's one SparkSession: local[2], 2 shuffle partitions, UI off, UTC, local jars;
-    started by the first test that needs it and stopped at the end."""
+    """The test run's one SparkSession: local[2,2] (one task retry), 2 shuffle partitions, UI off,
+    UTC, local jars; started by the first test that needs it and stopped at the end."""
     session: SparkSession = started(request, "_session_spark")
     return session
 

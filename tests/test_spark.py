@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,6 +20,7 @@ from pipelines.spark import (
     launched_by_spark_submit,
     session_conf,
     spark_failure,
+    worker_python,
 )
 from tests.helpers import read_kafka_batch
 
@@ -141,3 +143,11 @@ def test_kafka_source_reads_the_real_broker(
     df = read_kafka_batch(spark, bootstrap, topic)
     got = sorted((bytes(r.key), bytes(r.value), r.partition, r.offset) for r in df.collect())
     assert got == expected
+
+
+def test_python_workers_run_the_drivers_interpreter_on_this_machine() -> None:
+    assert worker_python("local[2]", {}) == sys.executable
+    assert worker_python("spark://127.0.0.1:7077", {}) == sys.executable
+    assert worker_python("spark://10.0.0.1:7077", {}) is None  # a cluster: PYSPARK_PYTHON says
+    assert worker_python(None, {}) is None  # spark-submit chose
+    assert worker_python("local[2]", {"PYSPARK_PYTHON": "/opt/env/bin/python"}) is None

@@ -1,28 +1,40 @@
-"""Exactly-once from Spark into Kafka: each micro-batch is written in one Kafka transaction that
-also records the batch id, so no replay can write a batch twice.
+"""Exactly-once from Spark into Kafka: each partition of each micro-batch is written in one Kafka
+transaction that also records the batch id, so no replay can write it twice.
 
 Spark's kafka sink is at-least-once: a batch written but not yet committed in the checkpoint when
-the driver dies is written again on restart. This sink is a `foreachBatch` function instead:
+the driver dies is written again on restart. This sink is a `foreachBatch` function instead. The
+batch is written where it is computed, by the executors, one task per partition of the batch:
 
-1. one transactional producer per sink, with a `transactional.id` that is stable across restarts
-   of the same checkpoint (`transactional_id_for`); `init_transactions` at the first batch of a
-   run fences any older driver still holding that id (a zombie) and aborts its open transaction;
-2. per batch: read the sink's *marker* — the committed offset of the consumer group
-   `<transactional.id>.batches` on partition 0 of the job's source topic, which holds the last
-   batch id written + 1 — with `read_committed`; a batch below it was written already and is
-   skipped. (The source topic because committing an offset in a transaction needs Read on its
-   topic, which the job has there; that group is a marker, never a consumer.)
-3. otherwise begin a transaction, produce every row of the batch (key, value, headers, with
-   `murmur2_random`: Java's partitioner, so a key lands where Spark's own sink puts it), move the
-   marker to `batch id + 1` with `send_offsets_to_transaction` and commit — rows and marker
+1. the task for partition `p` opens a transactional producer whose `transactional.id` is
+   `<sink id>-p<p>`, stable across restarts of the same checkpoint (`transactional_id_for`);
+   `init_transactions` fences any older writer of that partition still holding the id (a killed
+   driver's task, a failed or speculative attempt) and aborts its open transaction;
+2. it reads the partition's *marker*: the committed offset of the consumer group
+   `<sink id>-p<p>.batches` on partition 0 of the job's source topic, read with `read_committed`,
+   which holds the last batch id this partition wrote + 1. A batch below it was written already:
+   the task skips it. (The source topic because committing an offset in a transaction needs Read
+   on its topic, which the job has there; the group is a marker, never a consumer.)
+3. otherwise it begins a transaction, produces every row of its partition (key, value, headers,
+   with `murmur2_random`: Java's partitioner, so a key lands where Spark's own sink puts it), moves
+   the marker to `batch id + 1` with `send_offsets_to_transaction` and commits: rows and marker
    together, or neither.
 
-A replayed batch holds the same rows: Spark replays the offsets it logged before the batch ran,
-and the shipments transform is deterministic. Consumers that read with `isolation.level=
-read_committed` see every row exactly once; `read_uncommitted` readers also see aborted attempts.
+**A replayed batch is partitioned as it was first**: Spark replays the offset ranges it logged in
+the checkpoint before the batch ran, its kafka source turns them into the same input partitions
+(one per topic-partition with new records, or split by `minPartitions`), and the transforms are
+deterministic maps without a shuffle (or, after a stateful aggregation, hash-partitioned over the
+shuffle partitions the checkpoint fixes). So partition `p` of a replay holds exactly the rows
+partition `p` held before. Do not change the source's `minPartitions` between a crash and its
+restart. Empty partitions open no transaction.
 
-The rows are produced from the driver, one transaction per batch (measured against Spark's sink in
-`make bench`). Only the driver needs confluent-kafka; the executors compute the batch as usual.
+Consumers that read with `isolation.level=read_committed` see every row exactly once;
+`read_uncommitted` readers also see aborted attempts. The executors need confluent-kafka (local
+mode: the driver's Python; a cluster: see docs/guarantees.md, "Shipping confluent-kafka to the
+executors").
+
+`PIPELINES_FAULT_FAIL_TASK_ONCE=batch=B,partition=P,after_rows=N` is a fault injection for tests
+and drills: the first attempt of that task dies (its Python worker exits, no abort) after
+producing N rows; Spark retries the task, whose `init_transactions` aborts the dead attempt.
 """
 
 from __future__ import annotations
@@ -30,10 +42,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -41,13 +55,23 @@ from pipelines.errors import PipelinesError
 from pipelines.kafka.producer import LIBRDKAFKA_LOGGER, make_producer
 from pipelines.security import client_conf
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame
+
 LOG = logging.getLogger(__name__)
 MARKER_PARTITION = 0
+FAULT_ENV = "PIPELINES_FAULT_FAIL_TASK_ONCE"
 _COORDINATOR_MOVING = {
     KafkaError.NOT_COORDINATOR,
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
 }
+RESULT_SCHEMA = "partition INT, attempt INT, rows LONG, skipped BOOLEAN"
+"""What each task of a batch reports to the driver."""
+
+Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]] | None, int | None]
+"""One row to produce: key, value, headers, partition (None: chosen by the key)."""
 
 
 TRANSACTIONAL_ID_PREFIX = "pipelines-"
@@ -56,14 +80,258 @@ TRANSACTIONAL_ID_PREFIX = "pipelines-"
 
 def transactional_id_for(query_name: str, checkpoint: Path) -> str:
     """`pipelines-<query name>-<8 hex of the checkpoint's absolute path>`: the same for every
-    restart of one checkpoint, different for two checkpoints of the same job."""
+    restart of one checkpoint, different for two checkpoints of the same job. Each partition's
+    writer appends `-p<partition>`."""
     digest = hashlib.sha256(str(checkpoint.resolve()).encode()).hexdigest()[:8]
     return f"{TRANSACTIONAL_ID_PREFIX}{query_name}-{digest}"
 
 
+@dataclass(frozen=True)
+class FailOnce:
+    """A fault to inject: the first attempt of `partition`'s task in `batch_id` dies after
+    producing `after_rows` rows, inside its open transaction."""
+
+    batch_id: int
+    partition: int
+    after_rows: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> FailOnce | None:
+        """The fault `PIPELINES_FAULT_FAIL_TASK_ONCE=batch=B,partition=P,after_rows=N` asks for."""
+        text = (os.environ if environ is None else environ).get(FAULT_ENV, "").strip()
+        if not text:
+            return None
+        try:
+            fields = dict(part.split("=", 1) for part in text.split(","))
+            return cls(int(fields["batch"]), int(fields["partition"]), int(fields["after_rows"]))
+        except (KeyError, ValueError):
+            raise PipelinesError(
+                f"{FAULT_ENV}={text!r}: expected batch=<id>,partition=<n>,after_rows=<n>"
+            ) from None
+
+
+@dataclass(frozen=True)
+class PartitionWrite:
+    """What one task did: wrote `rows` rows of its partition, or skipped a partition written before."""
+
+    partition: int
+    attempt: int
+    rows: int
+    skipped: bool
+
+
+@dataclass(frozen=True)
+class PartitionTransactions:
+    """Writes one partition of one batch exactly once (see the module docstring). Plain data, so
+    Spark ships it to the executors; each task opens its own clients there. `client_config` is
+    the bootstrap servers and security settings, resolved on the driver."""
+
+    client_config: Mapping[str, Any]
+    topic: str
+    transactional_id: str
+    marker_topic: str
+    producer_config: Mapping[str, Any] = field(default_factory=dict)
+    timeout_s: float = 60.0
+    fail_once: FailOnce | None = None
+
+    def partition_transactional_id(self, partition: int) -> str:
+        return f"{self.transactional_id}-p{partition}"
+
+    def marker_group(self, partition: int) -> str:
+        return f"{self.partition_transactional_id(partition)}.batches"
+
+    def _consumer(self, partition: int) -> Consumer:
+        return Consumer(
+            {
+                **self.client_config,
+                "group.id": self.marker_group(partition),
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            },
+            logger=LIBRDKAFKA_LOGGER,
+        )
+
+    def next_batch(self, partition: int, marker: Consumer | None = None) -> int:
+        """The first batch id `partition` has not written yet (0 for a new sink). The group's
+        coordinator may still be loading or moving (a new group, a restarted broker): asked
+        again until it answers."""
+        own = marker is None
+        consumer = self._consumer(partition) if marker is None else marker
+        try:
+            deadline = time.monotonic() + self.timeout_s
+            while True:
+                try:
+                    committed = consumer.committed(
+                        [TopicPartition(self.marker_topic, MARKER_PARTITION)],
+                        timeout=max(1.0, deadline - time.monotonic()),
+                    )
+                    break
+                except KafkaException as exc:
+                    error = exc.args[0]
+                    if time.monotonic() >= deadline or not (
+                        error.retriable() or error.code() in _COORDINATOR_MOVING
+                    ):
+                        raise PipelinesError(
+                            f"cannot read the batch marker of {self.topic!r} partition writer {partition} "
+                            f"(group {self.marker_group(partition)!r} on {self.marker_topic!r}): "
+                            f"{error.str()}"
+                        ) from None
+                    consumer.poll(0.1)  # a coordinator that is loading answers again shortly
+        finally:
+            if own:
+                consumer.close()
+        offset = committed[0].offset
+        return offset if offset >= 0 else 0
+
+    def batch_written(self, batch_id: int, partitions: int) -> bool:
+        """Whether every one of `partitions` partitions has written batch `batch_id` (the replay
+        of a batch whose checkpoint commit was lost): asked from the driver, one marker group per
+        partition, all at once. False when any partition has not (or had no rows)."""
+        from confluent_kafka import ConsumerGroupTopicPartitions
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient(dict(self.client_config), logger=LIBRDKAFKA_LOGGER)
+        marker = [TopicPartition(self.marker_topic, MARKER_PARTITION)]
+        futures = [
+            future
+            for p in range(partitions)
+            for future in admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(self.marker_group(p), marker)],
+                require_stable=True,
+                request_timeout=self.timeout_s,
+            ).values()
+        ]
+        try:
+            offsets = [f.result().topic_partitions[0].offset for f in futures]
+        except KafkaException:
+            return False  # a coordinator moving: the tasks read their markers themselves
+        return all(offset > batch_id for offset in offsets)
+
+    def _producer(self, partition: int) -> Producer:
+        transactional_id = self.partition_transactional_id(partition)
+        producer = make_producer(
+            self.client_config["bootstrap.servers"],
+            {
+                **self.client_config,
+                **self.producer_config,
+                "transactional.id": transactional_id,
+                "transaction.timeout.ms": 60_000,
+            },
+        )
+        try:
+            producer.init_transactions(self.timeout_s)  # fences an older writer with this id
+        except KafkaException as exc:
+            raise PipelinesError(
+                f"cannot initialise transactions for transactional.id {transactional_id!r}: "
+                f"{exc.args[0].str()}"
+            ) from None
+        return producer
+
+    def write(
+        self, batch_id: int, partition: int, records: Iterable[Record], attempt: int = 0
+    ) -> PartitionWrite:
+        """Produce `records` (partition `partition` of batch `batch_id`) in one transaction with
+        the partition's marker, unless the marker says this batch was written. Nothing is opened
+        for an empty partition."""
+        rows = iter(records)
+        first = next(rows, None)
+        if first is None:
+            return PartitionWrite(partition, attempt, 0, skipped=False)
+        producer = self._producer(partition)
+        marker = self._consumer(partition)
+        try:
+            if batch_id < self.next_batch(partition, marker):
+                LOG.info("partition %d of batch %d was written before: skipped", partition, batch_id)
+                return PartitionWrite(partition, attempt, 0, skipped=True)
+            fault = self.fail_once
+            fail_after = (
+                fault.after_rows
+                if fault and attempt == 0 and (fault.batch_id, fault.partition) == (batch_id, partition)
+                else None
+            )
+            producer.begin_transaction()
+            written = 0
+            try:
+                for key, value, headers, target in _chain(first, rows):
+                    if written == fail_after:
+                        producer.flush(self.timeout_s)  # the rows reach the broker, uncommitted
+                        os._exit(17)  # the injected fault: the worker dies inside its transaction
+                    kwargs: dict[str, Any] = {"key": key, "value": value}
+                    if headers is not None:
+                        kwargs["headers"] = headers
+                    if target is not None:
+                        kwargs["partition"] = target
+                    while True:
+                        try:
+                            producer.produce(self.topic, **kwargs)
+                            break
+                        except BufferError:
+                            producer.poll(0.05)
+                    producer.poll(0)
+                    written += 1
+                marker_offsets = [TopicPartition(self.marker_topic, MARKER_PARTITION, batch_id + 1)]
+                producer.send_offsets_to_transaction(
+                    marker_offsets, marker.consumer_group_metadata(), self.timeout_s
+                )
+                producer.commit_transaction(self.timeout_s)
+            except BaseException:
+                # Fenced, or the broker is gone: then the transaction times out on the broker.
+                with contextlib.suppress(KafkaException):
+                    producer.abort_transaction(self.timeout_s)
+                raise
+            return PartitionWrite(partition, attempt, written, skipped=False)
+        finally:
+            marker.close()
+            producer.flush(0)
+
+
+def _chain(first: Record, rest: Iterator[Record]) -> Iterator[Record]:
+    yield first
+    yield from rest
+
+
+def _arrow_records(batches: Iterable[pa.RecordBatch]) -> Iterator[Record]:
+    """The rows of Arrow record batches with `key`, `value` and optional `headers`, `partition`."""
+    for batch in batches:
+        names = batch.schema.names
+        keys = batch.column("key").to_pylist()
+        values = batch.column("value").to_pylist()
+        headers = batch.column("headers").to_pylist() if "headers" in names else [None] * len(keys)
+        targets = batch.column("partition").to_pylist() if "partition" in names else [None] * len(keys)
+        for key, value, hdrs, target in zip(keys, values, headers, targets, strict=True):
+            yield key, value, None if hdrs is None else [(h["key"], h["value"]) for h in hdrs], target
+
+
+def partition_writer(
+    transactions: PartitionTransactions, batch_id: int
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The `mapInArrow` function that writes each task's partition of batch `batch_id`."""
+
+    def write_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        if context is None:
+            raise PipelinesError("the transactional sink's partition writer runs only in a Spark task")
+        result = transactions.write(
+            batch_id, context.partitionId(), _arrow_records(batches), attempt=context.attemptNumber()
+        )
+        yield pa.RecordBatch.from_pydict(
+            {
+                "partition": pa.array([result.partition], pa.int32()),
+                "attempt": pa.array([result.attempt], pa.int32()),
+                "rows": pa.array([result.rows], pa.int64()),
+                "skipped": pa.array([result.skipped], pa.bool_()),
+            }
+        )
+
+    return write_partition
+
+
 class TransactionalBatchWriter:
     """A `foreachBatch` function writing `key`, `value` (and `headers`, `partition` if present)
-    rows to `topic` exactly once per batch id (see the module docstring)."""
+    rows to `topic`, each partition of each batch id exactly once (see the module docstring)."""
 
     def __init__(
         self,
@@ -74,110 +342,47 @@ class TransactionalBatchWriter:
         producer_config: Mapping[str, Any] | None = None,
         timeout_s: float = 60.0,
     ) -> None:
-        self.bootstrap_servers = bootstrap_servers
         self.topic = topic
-        self.marker_topic = marker_topic
-        self.transactional_id = transactional_id
-        self.marker_group = f"{transactional_id}.batches"
-        self.producer_config = dict(producer_config or {})
-        self.timeout_s = timeout_s
-        self.written_batches = 0
+        self.transactions = PartitionTransactions(
+            client_config=client_conf(bootstrap_servers),
+            topic=topic,
+            transactional_id=transactional_id,
+            marker_topic=marker_topic,
+            producer_config=dict(producer_config or {}),
+            timeout_s=timeout_s,
+            fail_once=FailOnce.from_env(),
+        )
+        self.written_rows = 0
+        self.written_partitions = 0
+        self.skipped_partitions = 0
         self.skipped_batches = 0
-        self._producer: Producer | None = None
-        self._marker: Consumer | None = None
 
-    def _open(self) -> tuple[Producer, Consumer]:
-        if self._producer is None or self._marker is None:
-            producer = make_producer(
-                self.bootstrap_servers,
-                {
-                    **self.producer_config,
-                    "transactional.id": self.transactional_id,
-                    "transaction.timeout.ms": 60_000,
-                },
-            )
-            try:
-                producer.init_transactions(self.timeout_s)  # fences an older driver with this id
-            except KafkaException as exc:
-                raise PipelinesError(
-                    f"cannot initialise transactions for transactional.id {self.transactional_id!r}: "
-                    f"{exc.args[0].str()}"
-                ) from None
-            marker = Consumer(
-                {
-                    **client_conf(self.bootstrap_servers),
-                    "group.id": self.marker_group,
-                    "isolation.level": "read_committed",
-                    "enable.auto.commit": False,
-                },
-                logger=LIBRDKAFKA_LOGGER,
-            )
-            self._producer, self._marker = producer, marker
-        return self._producer, self._marker
-
-    def next_batch(self) -> int:
-        """The first batch id not written yet (0 for a new sink). The group's coordinator may
-        still be loading or moving (a new group, a restarted broker): asked again until it answers."""
-        _producer, marker = self._open()
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            try:
-                committed = marker.committed(
-                    [TopicPartition(self.marker_topic, MARKER_PARTITION)],
-                    timeout=max(1.0, deadline - time.monotonic()),
-                )
-                break
-            except KafkaException as exc:
-                error = exc.args[0]
-                if time.monotonic() >= deadline or not (
-                    error.retriable() or error.code() in _COORDINATOR_MOVING
-                ):
-                    raise PipelinesError(
-                        f"cannot read the batch marker of {self.topic!r} (group {self.marker_group!r} on "
-                        f"{self.marker_topic!r}): "
-                        f"{error.str()}"
-                    ) from None
-                marker.poll(0.1)  # a coordinator that is loading answers again shortly
-        offset = committed[0].offset
-        return offset if offset >= 0 else 0
-
-    def __call__(self, batch_df: Any, batch_id: int) -> None:
-        producer, marker = self._open()
-        if batch_id < self.next_batch():
+    def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
+        columns = [c for c in ("key", "value", "headers", "partition") if c in batch_df.columns]
+        if self.transactions.batch_written(batch_id, batch_df.rdd.getNumPartitions()):
+            # The whole batch committed before the driver could record it: nothing to compute.
             self.skipped_batches += 1
             LOG.info(
-                "batch %d of %s was written before (transaction committed): skipped", batch_id, self.topic
+                "batch %d of %s was written before (its transactions committed): skipped",
+                batch_id,
+                self.topic,
             )
             return
-        columns = set(batch_df.columns)
-        producer.begin_transaction()
-        try:
-            for row in batch_df.toLocalIterator():
-                kwargs: dict[str, Any] = {"key": row["key"], "value": row["value"]}
-                if "headers" in columns and row["headers"] is not None:
-                    kwargs["headers"] = [(h["key"], h["value"]) for h in row["headers"]]
-                if "partition" in columns and row["partition"] is not None:
-                    kwargs["partition"] = row["partition"]
-                while True:
-                    try:
-                        producer.produce(self.topic, **kwargs)
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
-                producer.poll(0)
-            marker_offsets = [TopicPartition(self.marker_topic, MARKER_PARTITION, batch_id + 1)]
-            producer.send_offsets_to_transaction(
-                marker_offsets, marker.consumer_group_metadata(), self.timeout_s
+        writes = [
+            PartitionWrite(**row.asDict())
+            for row in batch_df.select(*columns)
+            .mapInArrow(partition_writer(self.transactions, batch_id), RESULT_SCHEMA)
+            .collect()
+        ]
+        written = [w for w in writes if not w.skipped and w.rows]
+        skipped = [w for w in writes if w.skipped]
+        self.written_rows += sum(w.rows for w in written)
+        self.written_partitions += len(written)
+        self.skipped_partitions += len(skipped)
+        if skipped:
+            LOG.info(
+                "batch %d of %s: partitions %s were written before (their transactions committed): skipped",
+                batch_id,
+                self.topic,
+                sorted(w.partition for w in skipped),
             )
-            producer.commit_transaction(self.timeout_s)
-        except BaseException:
-            # Fenced, or the broker is gone: then the transaction times out on the broker.
-            with contextlib.suppress(KafkaException):
-                producer.abort_transaction(self.timeout_s)
-            raise
-        self.written_batches += 1
-
-    def close(self) -> None:
-        if self._marker is not None:
-            self._marker.close()
-        self._producer = self._marker = None

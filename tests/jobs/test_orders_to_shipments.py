@@ -359,6 +359,32 @@ def test_exactly_once_skips_a_batch_whose_commit_was_lost(
     assert_dead_letters(bootstrap, dlq, sent, src)
 
 
+def test_exactly_once_survives_a_task_that_dies_mid_partition(
+    spark: SparkSession,
+    bootstrap: str,
+    new_topic: Callable[..., str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fault injection: the first attempt of partition 1's task in batch 1 produces 100 shipments
+    inside its transaction, flushes them to the broker and its Python worker dies without
+    aborting. Spark retries the task (the test session allows one retry); the retry's
+    `init_transactions` aborts the dead attempt's transaction and writes the partition again. A
+    read_committed reader sees every shipment once; a read_uncommitted one also sees exactly the
+    100 aborted ones, which proves the fault fired mid-partition."""
+    src, out, dlq = topics = make_topics(bootstrap, new_topic, partitions=3)
+    sent = publish(bootstrap, src, tmp_path / "ledger.jsonl", 3_000, seed=68, malformed_fraction=0.01)
+    monkeypatch.setenv("PIPELINES_FAULT_FAIL_TASK_ONCE", "batch=1,partition=1,after_rows=100")
+    summary = run_available_now(
+        spark, bootstrap, topics, tmp_path / "checkpoint", max_offsets=1_500, guarantee="exactly-once"
+    )
+    bad = sum(1 for s in sent if s.reason is not None)
+    assert summary == ShipmentsRunSummary(read=len(sent), shipped=len(sent) - bad, dead_lettered=bad)
+    assert_shipped_exactly_once(read_topic(bootstrap, out), sent)
+    assert len(read_topic(bootstrap, out, isolation="read_uncommitted")) == len(sent) - bad + 100
+    assert_dead_letters(bootstrap, dlq, sent, src)
+
+
 @pytest.mark.parametrize(("guarantee", "kills"), [("exactly-once", 3), ("at-least-once", 1)])
 def test_sigkilled_driver_restarted_three_times_ships_each_order_once_only_with_transactions(
     own_spark: OwnSpark,

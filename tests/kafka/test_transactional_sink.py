@@ -1,61 +1,70 @@
-"""The exactly-once batch writer of the Spark jobs (pipelines.kafka.transactional_sink) on the real
-broker: each batch id is written once, a replayed batch is skipped, and a zombie writer holding
-the same transactional id is fenced. The batches are plain row lists here (the writer reads a
-batch's `columns` and `toLocalIterator()`); the Spark jobs' kill tests run it under Spark."""
+"""The exactly-once partition writer of the Spark jobs (pipelines.kafka.transactional_sink) on the
+real broker, without Spark: each (batch id, partition) is written once, a replayed partition is
+skipped while the batch's other partitions are written, and a zombie writer of the same partition
+is fenced mid-transaction. The Spark jobs' kill and task-failure tests run it under Spark."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from confluent_kafka import KafkaException
 
 from pipelines.errors import PipelinesError
-from pipelines.kafka.transactional_sink import TransactionalBatchWriter
+from pipelines.kafka.transactional_sink import FailOnce, PartitionTransactions, Record
+from pipelines.security import client_conf
 from tests.helpers import read_topic
 
 
-@dataclass
-class Batch:
-    """What the writer needs of a micro-batch DataFrame."""
-
-    rows: list[dict[str, Any]]
-    columns: list[str] = field(default_factory=lambda: ["key", "value", "headers"])
-
-    def toLocalIterator(self) -> Iterator[dict[str, Any]]:
-        return iter(self.rows)
+def rows(batch: int, partition: int, n: int = 3) -> list[Record]:
+    return [(f"k{batch}-{partition}-{i}".encode(), b"v", [("h", b"1")], None) for i in range(n)]
 
 
-def batch(n: int) -> Batch:
-    return Batch(
-        [
-            {"key": f"k{n}-{i}".encode(), "value": f"v{n}".encode(), "headers": [{"key": "h", "value": b"1"}]}
-            for i in range(3)
-        ]
-    )
+def keys(batch: int, partition: int, n: int = 3) -> list[bytes]:
+    return [key for key, *_ in rows(batch, partition, n) if key is not None]
 
 
-def test_each_batch_once_a_replay_skipped_a_zombie_fenced(
+def test_each_partition_of_each_batch_once_a_replay_skipped_a_zombie_fenced(
     bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
     source, sink = new_topic(partitions=1), new_topic(partitions=3)
-    writer = TransactionalBatchWriter(bootstrap, sink, f"pipelines-test-{sink}", marker_topic=source)
-    assert writer.next_batch() == 0
-    for n in range(3):
-        writer(batch(n), n)
-    writer(batch(2), 2)  # the replay of batch 2 after a lost checkpoint commit
-    assert (writer.next_batch(), writer.written_batches, writer.skipped_batches) == (3, 3, 1)
+    writer = PartitionTransactions(client_conf(bootstrap), sink, f"pipelines-test-{sink}", source)
+    assert (writer.next_batch(0), writer.next_batch(1)) == (0, 0)
+    for batch in range(2):
+        for partition in range(2):
+            assert writer.write(batch, partition, rows(batch, partition)).rows == 3
+    # Batch 2: partition 0 commits, then the driver dies before partition 1 does. The replay
+    # skips partition 0 and writes partition 1; an empty partition opens no transaction.
+    assert writer.write(2, 0, rows(2, 0)).rows == 3
+    assert writer.write(2, 0, rows(2, 0)).skipped
+    assert writer.write(2, 1, rows(2, 1)).rows == 3
+    assert writer.write(2, 2, []).rows == 0
+    assert (writer.next_batch(0), writer.next_batch(1), writer.next_batch(2)) == (3, 3, 0)
 
-    # A restarted driver takes over the transactional id: the old one is fenced mid-batch.
-    successor = TransactionalBatchWriter(bootstrap, sink, f"pipelines-test-{sink}", marker_topic=source)
-    assert successor.next_batch() == 3
-    successor(batch(3), 3)
+    # A zombie: the writer of batch 3's partition 0 is still producing when a new attempt of the
+    # same partition starts (a restarted driver's task). The new one fences it and commits; the
+    # zombie's commit fails and its rows stay invisible to read_committed readers.
+    successor = PartitionTransactions(client_conf(bootstrap), sink, f"pipelines-test-{sink}", source)
+
+    def zombie_rows() -> Iterator[Record]:
+        yield from rows(3, 0)[:2]
+        assert successor.write(3, 0, rows(3, 0), attempt=1).rows == 3
+        yield from [(b"zombie", b"v", None, None)]
+
     with pytest.raises((KafkaException, PipelinesError)):
-        writer(batch(4), 4)
+        writer.write(3, 0, zombie_rows())
 
     records = read_topic(bootstrap, sink)
-    assert sorted(r.key for r in records) == sorted(f"k{n}-{i}".encode() for n in range(4) for i in range(3))
+    expected = [k for b in range(3) for p in range(2) for k in keys(b, p)] + keys(3, 0)
+    assert sorted(r.key for r in records) == sorted(expected)
     assert {r.headers for r in records} == {(("h", b"1"),)}
-    assert successor.next_batch() == 4
+    assert successor.next_batch(0) == 4
+
+
+def test_fault_injection_setting_is_parsed_or_refused_in_one_line() -> None:
+    assert FailOnce.from_env({}) is None
+    assert FailOnce.from_env(
+        {"PIPELINES_FAULT_FAIL_TASK_ONCE": "batch=1,partition=0,after_rows=50"}
+    ) == FailOnce(1, 0, 50)
+    with pytest.raises(PipelinesError, match="expected batch=<id>,partition=<n>,after_rows=<n>"):
+        FailOnce.from_env({"PIPELINES_FAULT_FAIL_TASK_ONCE": "batch=1"})

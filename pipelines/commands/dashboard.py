@@ -43,6 +43,8 @@ def dashboard_config(
     checkpoints: list[Path] | None = None,
     updates_table: Path | None = None,
     updates_topic: str | None = REVENUE_TOPIC,
+    sales_dlq: str | None = None,
+    orders_dlq: str | None = None,
 ) -> DashboardConfig:
     """The dashboard's sources for a profile: its Delta table, checkpoints and topics."""
     from pipelines.dashboard.sources import DashboardConfig
@@ -54,8 +56,8 @@ def dashboard_config(
         updates_topic=updates_topic or None,
         updates_table=updates_table,
         dead_letter_topics={
-            "revenue_per_minute": dead_letter_topic(settings.topics[SALES_TOPIC].name),
-            "orders_to_shipments": dead_letter_topic(ORDERS_TOPIC),
+            "revenue_per_minute": sales_dlq or dead_letter_topic(settings.topics[SALES_TOPIC].name),
+            "orders_to_shipments": orders_dlq or dead_letter_topic(ORDERS_TOPIC),
         },
     )
 
@@ -120,6 +122,14 @@ def dashboard(
     updates_topic: Annotated[
         str, typer.Option("--updates-topic", help="the revenue job's Kafka sink: open windows ('' : none)")
     ] = REVENUE_TOPIC,
+    sales_dlq: Annotated[
+        str | None,
+        typer.Option("--sales-dlq", help="the revenue job's dead-letter topic (default: sales.dlq)"),
+    ] = None,
+    orders_dlq: Annotated[
+        str | None,
+        typer.Option("--orders-dlq", help="the shipments job's dead-letter topic (default: orders.dlq)"),
+    ] = None,
     bootstrap: BootstrapOpt = None,
     profile: ProfileOpt = "local",
 ) -> None:
@@ -142,6 +152,8 @@ def dashboard(
         checkpoints=checkpoints,
         updates_table=updates_table,
         updates_topic=updates_topic,
+        sales_dlq=sales_dlq,
+        orders_dlq=orders_dlq,
     )
     _check_free(address, port, "--port")
     if metrics_port:

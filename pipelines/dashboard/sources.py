@@ -352,6 +352,10 @@ class Monitor:
             notes=notes,
         )
         main = snapshot.main_query(REVENUE_JOB)
+        # An append-mode aggregation whose latest batch kept no state has no open window: exact.
+        open_known = open_known or (
+            main is not None and main.query.endswith("_delta") and main.state_rows == 0
+        )
         if main is not None and not main.observed_complete:
             notes.append(
                 "some progress lines carry no observed metrics (written by an older version): "

@@ -18,17 +18,13 @@ import typer
 from pipelines import versions
 from pipelines.commands.common import ProfileOpt, err, settings_for
 from pipelines.config import Settings
-from pipelines.errors import PipelinesError
-from pipelines.registry.local import LocalRegistry
-from pipelines.registry.schemas import URL_ENV
+from pipelines.registry import local
+from pipelines.registry.local import URL_ENV, LocalRegistry
 
 registry_app = typer.Typer(
     help=f"Run a real schema registry (Apicurio Registry {versions.APICURIO_REGISTRY}) on 127.0.0.1.",
     no_args_is_help=True,
 )
-
-REGISTRY_DIR = Path(".pipelines/registry")
-JAVA_HOME_ENV = "PIPELINES_REGISTRY_JAVA_HOME"
 
 DirOpt = Annotated[Path | None, typer.Option("--dir", help="registry folder (default: .pipelines/registry)")]
 RegistryUrlOpt = Annotated[
@@ -41,27 +37,12 @@ RegistryUrlOpt = Annotated[
 
 
 def local_registry(settings: Settings, directory: Path | None = None) -> LocalRegistry:
-    return LocalRegistry(
-        directory or settings.resolve_path(REGISTRY_DIR),
-        settings.resolve_path(settings.paths.jars_dir),
-        java_home=os.environ.get(JAVA_HOME_ENV),
-    )
+    return local.local_registry(settings, os.environ, directory)
 
 
 def registry_url(settings: Settings, override: str | None) -> str:
-    """The registry to talk to: `--registry-url`, else $PIPELINES_SCHEMA_REGISTRY_URL, else the
-    local registry's Confluent-compatible API; PipelinesError saying how to start one otherwise."""
-    url = override or os.environ.get(URL_ENV)
-    if url:
-        return url
-    registry = local_registry(settings)
-    state = registry.running()
-    if state is None:
-        raise PipelinesError(
-            f"no schema registry is running in {registry.directory}: start one with `pipelines registry "
-            f"start`, or pass --registry-url URL (or set {URL_ENV})"
-        )
-    return state.ccompat_url
+    """`--registry-url`, else $PIPELINES_SCHEMA_REGISTRY_URL, else the local registry's URL."""
+    return local.registry_url(settings, override, os.environ)
 
 
 @registry_app.command("start")

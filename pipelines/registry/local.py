@@ -26,13 +26,18 @@ import json
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines import versions
 from pipelines.local import jvm
 from pipelines.local.process import HOST, Launcher, PortPicker, last_lines, poll_until, runs, terminate
 from pipelines.registry import RegistryError
+
+if TYPE_CHECKING:
+    from pipelines.config import Settings
 
 CCOMPAT_PATH = "/apis/ccompat/v7"
 """Where Apicurio serves the Confluent Schema Registry API (what confluent-kafka's client speaks)."""
@@ -246,3 +251,36 @@ class LocalRegistry(Launcher[str, RegistryState]):
         self._reap("registry")
         self._write_state(replace(state, pid=None))
         return True
+
+
+REGISTRY_DIR = Path(".pipelines/registry")
+"""The local registry's folder, relative to the project root."""
+JAVA_HOME_ENV = "PIPELINES_REGISTRY_JAVA_HOME"
+URL_ENV = "PIPELINES_SCHEMA_REGISTRY_URL"
+
+
+def local_registry(
+    settings: Settings, environ: Mapping[str, str], directory: Path | None = None
+) -> LocalRegistry:
+    """The project's local registry (in `directory`, else `.pipelines/registry`)."""
+    return LocalRegistry(
+        directory or settings.resolve_path(REGISTRY_DIR),
+        settings.resolve_path(settings.paths.jars_dir),
+        java_home=environ.get(JAVA_HOME_ENV),
+    )
+
+
+def registry_url(settings: Settings, override: str | None, environ: Mapping[str, str]) -> str:
+    """The registry to talk to: `override` (`--registry-url`), else $PIPELINES_SCHEMA_REGISTRY_URL,
+    else the local registry's Confluent-compatible API; RegistryError saying how to start one."""
+    url = override or environ.get(URL_ENV)
+    if url:
+        return url
+    registry = local_registry(settings, environ)
+    state = registry.running()
+    if state is None:
+        raise RegistryError(
+            f"no schema registry is running in {registry.directory}: start one with `pipelines registry "
+            f"start`, or pass --registry-url URL (or set {URL_ENV})"
+        )
+    return state.ccompat_url

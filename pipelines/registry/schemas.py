@@ -29,8 +29,6 @@ SCHEMA_DIR = Path(contracts.__file__).parent / "avro"
 """`<type>.avsc` of every event type, and `evolution/` (later and broken versions, for the tests)."""
 EVENT_TYPES = ("orders", "sales", "shipments")
 COMPATIBILITY = "BACKWARD"
-URL_ENV = "PIPELINES_SCHEMA_REGISTRY_URL"
-"""The environment variable the commands and jobs read for the registry's URL (the Confluent API)."""
 
 
 def subject_for(topic: str) -> str:

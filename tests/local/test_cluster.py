@@ -18,7 +18,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import random
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -62,6 +64,8 @@ from tests.helpers import (
     pipelines,
     publish_orders,
     started,
+    topic_size,
+    wait_while_running,
     windows_of,
 )
 
@@ -437,14 +441,16 @@ SUBMIT_ENV = {"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
 """The driver too listens on loopback only; executors run the project's Python."""
 
 
-def test_spark_submit_ships_every_order_once_on_the_cluster(
+def test_spark_submit_ships_every_order_once_on_the_cluster_through_a_driver_kill(
     servers: str, spark_cluster: SparkStandalone, own_spark: OwnSpark, jars_dir: Path, tmp_path: Path
 ) -> None:
     """orders_to_shipments.py submitted to the standalone master, exactly-once (its default: each
-    batch in one Kafka transaction, from the driver, on brokers whose transaction log has three
-    replicas), reading and writing topics with three replicas: a read_committed reader of the
-    shipments topic sees one shipment per valid order of the ledger (key, value, partition and
-    headers as the contract says) and the dead-letter topic every malformed order with its reason."""
+    partition of each batch in one Kafka transaction, written by its task in an executor on a
+    worker, on brokers whose transaction log has three replicas). The driver (spark-submit and its
+    JVM) is SIGKILLed while the executors write, at a seeded-random amount of output, then
+    submitted again to run to the end: a read_committed reader of the shipments topic sees one
+    shipment per valid order of the ledger (key, value, partition and headers as the contract
+    says) and the dead-letter topic every malformed order with its reason."""
     state = spark_cluster.running()
     assert state is not None
     src, out, dlq = _topic("orders"), _topic("shipments"), _topic("orders.dlq")
@@ -455,7 +461,7 @@ def test_spark_submit_ships_every_order_once_on_the_cluster(
         servers,
         src,
         tmp_path / "ledger.jsonl",
-        3000,
+        6000,
         79,
         late_fraction=0.02,
         malformed_fraction=0.03,
@@ -464,21 +470,30 @@ def test_spark_submit_ships_every_order_once_on_the_cluster(
     cmd = submit(
         own_spark, state.master_url, jars_dir, tmp_path, "orders_to_shipments.py",
         *("--bootstrap-servers", servers, "--source-topic", src, "--sink-topic", out, "--dlq-topic", dlq),
-        *("--checkpoint", str(tmp_path / "checkpoint"), "--trigger", "available-now"),
-        *("--max-offsets-per-trigger", "1200"),
+        *("--checkpoint", str(tmp_path / "checkpoint"), "--max-offsets-per-trigger", "900"),
     )  # fmt: skip
-    with (tmp_path / "spark-submit.log").open("w") as log:
-        job = subprocess.run(
-            cmd, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **SUBMIT_ENV}, timeout=300
+    env = {**os.environ, **SUBMIT_ENV}
+    threshold = random.Random(79).randint(1_000, 3_000)
+    log = tmp_path / "spark-submit-killed.log"
+    with log.open("w") as stderr:
+        job = subprocess.Popen(
+            [*cmd, "--trigger", "processing-time=0s"],
+            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True, env=env,
+        )  # fmt: skip
+    try:
+        wait_while_running(
+            lambda: topic_size(servers, out) >= threshold, job, f"{threshold} records on the sink", log, 240
         )
-    assert job.returncode == 0, (tmp_path / "spark-submit.log").read_text()[-3000:]
-    summary = json.loads([line for line in job.stdout.splitlines() if line.startswith("{")][-1])
-    valid = sum(1 for s in sent if s.reason is None)
-    assert (summary["read"], summary["shipped"], summary["dead_lettered"]) == (
-        len(sent),
-        valid,
-        len(sent) - valid,
-    ), summary
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)  # spark-submit and the driver's JVM, mid-write
+        job.wait(timeout=30)
+    assert topic_size(servers, out) < len(sent), "the job finished before the kill"
+    with (tmp_path / "spark-submit.log").open("w") as stderr:
+        final = subprocess.run(
+            [*cmd, "--trigger", "available-now"], stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
+            timeout=300,
+        )  # fmt: skip
+    assert final.returncode == 0, (tmp_path / "spark-submit.log").read_text()[-3000:]
     assert_pipeline_output(servers, Topics(src, out, dlq), sent)
 
 

@@ -29,13 +29,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.config import Settings
-from pipelines.contracts import REVENUE_TOPIC, SALES_TOPIC, dead_letter_topic
+from pipelines.contracts import REVENUE_TOPIC, SALES, SALES_TOPIC, dead_letter_topic
 from pipelines.jobs import runner
 from pipelines.jobs.checkpoint import CheckpointSpec
 from pipelines.kafka.job_topics import JobTopics
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.monitor.progress import ProgressRecorder
 from pipelines.queries import QueryGroup, observe_records
+from pipelines.registry.jobs import AvroPlans, RenewingRun, add_format_options, resolve_format
+from pipelines.registry.schemas import SchemaStore, contract_schema
+from pipelines.registry.spark import read_plan
 from pipelines.sinks import (
     delta_row_count,
     start_delta_append,
@@ -44,6 +47,7 @@ from pipelines.sinks import (
     start_kafka_transactional_sink,
 )
 from pipelines.sources import KafkaSource
+from pipelines.transforms.avro import AvroReadPlan, parse_avro_events
 from pipelines.transforms.revenue import to_revenue_records, to_revenue_stream
 from pipelines.transforms.sales import parse_sales
 
@@ -82,6 +86,14 @@ class RevenueRunSummary:
 
     def as_dict(self) -> dict[str, int | bool]:
         return {**asdict(self), "reconciles": self.reconciles}
+
+    @classmethod
+    def total(cls, parts: list[RevenueRunSummary]) -> RevenueRunSummary:
+        """The run's summary when its queries were started more than once (a schema registered
+        while an Avro job ran): each start accounts for what it read, so the parts add up."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(sum(getattr(p, f) for p in parts) for f in cls.__dataclass_fields__))
 
 
 def _open_window_sales(spark: SparkSession, checkpoint: Path) -> int:
@@ -170,6 +182,9 @@ def start_revenue_per_minute(
     starting_offsets: str = "earliest",
     max_offsets_per_trigger: int | None = None,
     guarantee: str = EXACTLY_ONCE,
+    value_format: str = "json",
+    registry_url: str | None = None,
+    avro_plan: AvroReadPlan | None = None,
 ) -> RevenueJob:
     """Start the queries of the revenue job (each with its own folder under `checkpoint`):
 
@@ -182,6 +197,9 @@ def start_revenue_per_minute(
     * `dlq`: every record that does not parse goes to `dlq_topic` (default `<topic>.dlq`) with its
       original bytes and the reason; the job never stops on bad input.
 
+    `value_format="avro"` reads the Confluent wire format with `avro_plan` (default: read from the
+    registry at `registry_url` now; `pipelines.registry.spark.read_plan`).
+
     A window is final once the watermark (latest event time seen minus `watermark`) passes its
     end. Spark closes windows in the batch after the one that advanced the watermark: a running
     (processing-time) query does that on its own, even when input goes quiet, if a heartbeat
@@ -192,11 +210,18 @@ def start_revenue_per_minute(
         raise ValueError(f"mode must be one of {MODES}")
     if guarantee not in GUARANTEES:
         raise ValueError(f"guarantee must be one of {GUARANTEES}")
+    if value_format == "avro" and avro_plan is None:
+        if registry_url is None:
+            raise ValueError("value_format avro needs a registry_url or an avro_plan")
+        avro_plan = read_plan(SchemaStore(registry_url), contract_schema("sales"))
+    plan = avro_plan if value_format == "avro" else None
     job = RevenueJob(spark, trigger, checkpoint=checkpoint, delta_path=delta_path, mode=mode)
 
     source = KafkaSource(spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger)
 
     def parsed() -> DataFrame:
+        if plan is not None:
+            return parse_avro_events(source.read(), SALES, plan)
         return source.read().transform(parse_sales)
 
     def revenue(counted: bool) -> DataFrame:
@@ -278,6 +303,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "batch id, read with read_committed) or at-least-once (Spark's kafka sink)",
     )
     runner.add_dlq_option(p, "topic")
+    add_format_options(p)
     p.add_argument(
         "--progress-file",
         type=Path,
@@ -302,21 +328,28 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any] | None, int]:
         spark.streams.addListener(ProgressRecorder(args.progress_file))
-        job = runner.start_from_args(start_revenue_per_minute, spark, args, settings)
-        job.await_termination()
+        plans = AvroPlans.for_args(args, settings, os.environ, "sales")
+        # Avro: started again from the checkpoints when a schema is registered while it runs.
+        groups = RenewingRun(
+            plans,
+            lambda p: runner.start_from_args(p.starter(start_revenue_per_minute), spark, args, settings),
+        ).run()
+        job = groups[-1]
         if not job.available_now:
             return None, 0
-        summary = job.summary()
+        summary = RevenueRunSummary.total([g.summary() for g in groups])
         return {"progress_file": str(args.progress_file), **summary.as_dict()}, 0 if summary.reconciles else 4
 
+    resolve_format(args, os.environ)
     topics = JobTopics(
         sources=[args.topic],
         sinks=[args.output_topic] if args.sink in ("kafka", "both") else [],
         dead_letters=runner.dead_letters(args, args.topic),
     )
+    identity = {"topic": args.topic, "window": args.window, "watermark": args.watermark, "mode": args.mode}
     checkpoint = CheckpointSpec(
         queries=("dlq", "delta", "merge", "kafka"),
-        identity={"topic": args.topic, "window": args.window, "watermark": args.watermark, "mode": args.mode},
+        identity=identity | ({"format": "avro"} if args.value_format == "avro" else {}),
         stateful=True,
     )
     return runner.run_job(REVENUE_PER_MINUTE, args, os.environ, run, topics, checkpoint)

@@ -80,12 +80,36 @@ def jars(
 @app.command("demo")
 def demo(
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="sales events to produce")] = 5000,
+    live: Annotated[
+        bool,
+        typer.Option("--live", help="keep generators and jobs running (a batch every 5 s) for the dashboard"),
+    ] = False,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.1, help="with --live: sales per second (orders: half as many)")
+    ] = 50.0,
+    duration: Annotated[
+        float | None,
+        typer.Option("--duration", min=1, help="with --live: seconds to run (default: until Ctrl-C)"),
+    ] = None,
     profile: ProfileOpt = "local",
 ) -> None:
-    """Run the whole stack once (what `make run` does): broker, topic, events, Spark job, Delta."""
-    from pipelines.demo import run_demo
+    """Run the whole stack once (what `make run` does): broker, topic, events, Spark job, Delta.
 
-    raise typer.Exit(run_demo(settings_for(profile), os.environ, count, verbose=_VERBOSE[0]))
+    With --live, generators and the revenue and shipments jobs keep running until --duration or
+    Ctrl-C, so `pipelines dashboard` (in another terminal) moves.
+    """
+    from pipelines.demo import run_demo, run_live_demo
+
+    if not live and (rate != 50.0 or duration is not None):
+        raise PipelinesError(
+            "--rate and --duration go with --live: pipelines demo --live --rate N --duration S"
+        )
+    settings = settings_for(profile)
+    if live:
+        raise typer.Exit(
+            run_live_demo(settings, os.environ, rate=rate, duration_s=duration, verbose=_VERBOSE[0])
+        )
+    raise typer.Exit(run_demo(settings, os.environ, count, verbose=_VERBOSE[0]))
 
 
 _VERBOSE = [False]

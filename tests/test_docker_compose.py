@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -30,7 +31,11 @@ REPLICATION = {
     "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": 2,
     "KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE": "false",
 }
-SERVICES = {*BROKERS, "spark-master", "spark-worker-1", "spark-worker-2", "kafka-ui", "submit"}
+SERVICES = {
+    *BROKERS, "spark-master", "spark-worker-1", "spark-worker-2", "kafka-ui", "submit",
+    "dashboard", "prometheus", "grafana",
+}  # fmt: skip
+DOCKER = PROJECT_ROOT / "docker"
 
 
 @pytest.fixture(scope="module")
@@ -125,5 +130,41 @@ def test_docker_compose_config_accepts_the_file() -> None:
     doc = json.loads(proc.stdout)
     assert set(doc["services"]) == SERVICES
     ports = [p for s in doc["services"].values() for p in s.get("ports", [])]
-    assert len(ports) == 5 and {p["host_ip"] for p in ports} == {"127.0.0.1"}
+    assert len(ports) == 8 and {p["host_ip"] for p in ports} == {"127.0.0.1"}
     assert doc["services"]["submit"]["volumes"][0]["source"] == str(Path(PROJECT_ROOT, ".jars", "spark"))
+
+
+def test_prometheus_scrapes_the_dashboard_and_grafana_has_the_board_provisioned(
+    services: dict[str, Any],
+) -> None:
+    dashboard = services["dashboard"]
+    command = dashboard["command"]
+    assert command[:2] == ["pipelines", "dashboard"]
+    metrics_port = command[command.index("--metrics-port") + 1]
+    assert command[command.index("--address") + 1] == "0.0.0.0"  # inside the container; published on loopback
+    assert dashboard["ports"] == ["127.0.0.1:8501:8501"]
+    assert dashboard["environment"]["PIPELINES_PATHS__DATA_DIR"] == "/data"
+    assert "pipelines-data:/data:ro" in dashboard["volumes"]
+
+    mounts = {m.split(":")[1]: DOCKER / m.split(":")[0] for m in services["prometheus"]["volumes"]}
+    config = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
+    [scrape] = config["scrape_configs"]
+    assert scrape["metrics_path"] == "/metrics"
+    assert scrape["static_configs"] == [{"targets": [f"dashboard:{metrics_port}"]}]
+
+    mounts = {m.split(":")[1]: DOCKER / m.split(":")[0] for m in services["grafana"]["volumes"]}
+    provisioning = mounts["/etc/grafana/provisioning"]
+    [source] = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    [provider] = yaml.safe_load((provisioning / "dashboards" / "pipelines.yaml").read_text())["providers"]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    board = json.loads((mounts[provider["options"]["path"]] / "pipelines.json").read_text())
+
+    # Every query of the board asks for metrics the dashboard exports, from the provisioned source.
+    from pipelines.metrics import METRICS
+
+    exported = {name + ("_total" if kind == "counter" else "") for name, (kind, _) in METRICS.items()}
+    targets = [t for panel in board["panels"] for t in panel["targets"]]
+    assert targets and {t["datasource"]["uid"] for t in targets} == {source["uid"]}
+    asked = {m for t in targets for m in re.findall(r"pipelines_[a-z_]+", t["expr"])}
+    assert asked and asked <= exported, asked - exported

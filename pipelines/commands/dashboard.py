@@ -160,6 +160,7 @@ def dashboard(
         _check_free(address, metrics_port, "--metrics-port")
     monitor = Monitor(config, server_finder(settings, bootstrap))
     runtime.configure(monitor, refresh)
+    monitor.start(refresh)
     metrics = None
     try:
         if metrics_port:

@@ -21,7 +21,7 @@ from pipelines.dashboard.snapshot import REVENUE_JOB, SHIPMENTS_JOB, QueryStatus
 MINUTES_SHOWN = 30
 """The table shows the latest this many minutes (the chart all of them)."""
 OPEN = "open · not final"
-NONE = "-"
+NONE = "—"
 FINAL = "final"
 
 
@@ -202,7 +202,7 @@ def run() -> None:
 
     @st.fragment(run_every=refresh_s)
     def live() -> None:
-        page(monitor.snapshot(), refresh_s)
+        page(monitor.latest(), refresh_s)
 
     live()
 

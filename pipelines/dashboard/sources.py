@@ -280,8 +280,35 @@ class Monitor:
         self._lock = threading.Lock()
         self._last: Snapshot | None = None
         self._last_at = 0.0
+        self._refresher: threading.Thread | None = None
+        self._done = threading.Event()
+
+    def start(self, every_s: float) -> None:
+        """Take a snapshot every `every_s` seconds from a thread of its own, so that the page
+        (`latest()`) never waits for Kafka or the table while it renders."""
+        self._done = threading.Event()
+
+        def refresh() -> None:
+            while True:
+                try:
+                    self.snapshot(max_age_s=0)
+                except Exception:  # shown on the page as soon as a later one works
+                    log.exception("taking a snapshot failed")
+                if self._done.wait(every_s):
+                    return
+
+        self._refresher = threading.Thread(target=refresh, name="dashboard-refresh", daemon=True)
+        self._refresher.start()
+
+    def latest(self) -> Snapshot:
+        """The latest snapshot, without waiting for a new one (one is taken if there is none yet)."""
+        last = self._last
+        return last if last is not None else self.snapshot()
 
     def close(self) -> None:
+        if self._refresher is not None:
+            self._done.set()
+            self._refresher.join(timeout=30)
         if self._kafka is not None:
             self._kafka.close()
 

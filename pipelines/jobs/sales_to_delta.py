@@ -13,20 +13,27 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from pipelines.config import Settings
-from pipelines.contracts import SALES_TOPIC
+from pipelines.contracts import SALES, SALES_TOPIC
 from pipelines.jobs.checkpoint import CheckpointSpec
 from pipelines.jobs.runner import add_read_options, job_parser, run_job, start_from_args
 from pipelines.kafka.job_topics import JobTopics
 from pipelines.queries import QueryGroup
+from pipelines.registry.jobs import add_format_options, resolve_format
+from pipelines.registry.local import registry_url
+from pipelines.registry.schemas import SchemaStore, contract_schema
+from pipelines.registry.spark import read_plan
 from pipelines.sinks import delta_row_count, start_delta_append
 from pipelines.sources import KafkaSource
+from pipelines.transforms.avro import parse_avro_events
 from pipelines.transforms.sales import parse_sales, to_sales_rows
 
 SALES_TO_DELTA = "sales_to_delta"
@@ -54,6 +61,8 @@ def sales_to_delta(
     trigger: str = "available-now",
     starting_offsets: str = "earliest",
     max_offsets_per_trigger: int | None = None,
+    value_format: str = "json",
+    registry_url: str | None = None,
 ) -> RunSummary:
     """The spine: `topic` -> parsed sales -> append to the Delta table at `delta_path`.
 
@@ -61,7 +70,18 @@ def sales_to_delta(
     With `trigger="available-now"` it processes what the topic holds and returns a summary; with a
     processing-time trigger it runs until stopped. Malformed records are not written: they are
     counted as `rejected`.
+
+    `value_format="avro"` reads the Confluent wire format with the plan read from the registry at
+    `registry_url` when the query starts; a record of a schema registered later stops the query,
+    naming its id (start the job again: it continues from its checkpoint with that schema).
     """
+    if value_format == "avro":
+        if registry_url is None:
+            raise ValueError("value_format avro needs a registry_url")
+        plan = read_plan(SchemaStore(registry_url), contract_schema("sales"))
+    parse: Callable[[DataFrame], DataFrame] = (
+        partial(parse_avro_events, spec=SALES, plan=plan) if value_format == "avro" else parse_sales
+    )
     group = QueryGroup(SALES_TO_DELTA, trigger)
     source = KafkaSource(spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger)
     before = delta_row_count(spark, delta_path)
@@ -69,7 +89,7 @@ def sales_to_delta(
         group.add(
             "delta",
             start_delta_append(
-                source.read().transform(parse_sales).transform(to_sales_rows),
+                source.read().transform(parse).transform(to_sales_rows),
                 delta_path=delta_path,
                 checkpoint=checkpoint,
                 trigger=group.trigger,
@@ -90,6 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--topic", default=SALES_TOPIC, help=f"topic to read (default: {SALES_TOPIC})")
     p.add_argument("--delta-path", required=True, type=Path, help="Delta table folder to append to")
+    add_format_options(p)
     add_read_options(p)
     return p.parse_args(argv)
 
@@ -99,8 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
+        if args.value_format == "avro":
+            args.registry_url = registry_url(settings, args.registry_url, os.environ)
         summary = start_from_args(sales_to_delta, spark, args, settings)
         return {"delta_path": str(args.delta_path), **summary.as_dict()}, 0
 
-    checkpoint = CheckpointSpec(queries=(".",), identity={"topic": args.topic})
+    avro = {"format": "avro"} if resolve_format(args, os.environ) == "avro" else {}
+    checkpoint = CheckpointSpec(queries=(".",), identity={"topic": args.topic} | avro)
     return run_job(SALES_TO_DELTA, args, os.environ, run, JobTopics(sources=[args.topic]), checkpoint)

@@ -8,26 +8,37 @@ the generator's ledger marks it with."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
+from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 
-from pipelines.contracts import AVRO_REASON_CODES
+from pipelines.contracts import AVRO_REASON_CODES, SALES_TABLE_SCHEMA
 from pipelines.generators.common import DEFAULT_START, format_timestamp
 from pipelines.generators.events import AvroWriters, generate_events
 from pipelines.generators.ledger import read_ledger
 from pipelines.generators.publish import publish_events
 from pipelines.jobs.revenue_per_minute import RevenueJob, start_revenue_per_minute
+from pipelines.jobs.sales_to_delta import RunSummary, sales_to_delta
 from pipelines.kafka.admin import create_topic
 from pipelines.kafka.producer import make_producer, produce_all
 from pipelines.registry.avro import WireEncoder, avro_record
 from pipelines.registry.jobs import AvroPlans, RenewingRun
 from pipelines.registry.schemas import SCHEMA_DIR, SchemaStore, contract_schema, load_schema
-from tests.helpers import DeltaRows, expected_windows, letter_reasons, read_topic, windows_of
+from tests.helpers import (
+    DeltaRows,
+    expected_windows,
+    letter_reasons,
+    parse_timestamp,
+    read_topic,
+    windows_of,
+)
 
 COUNT = 300
 
@@ -113,3 +124,29 @@ def test_v2_registered_while_the_job_runs_keeps_the_totals_exact(
     malformed = {e.key: e.reason for e in entries if e.kind == "malformed"}
     assert set(malformed.values()) == set(AVRO_REASON_CODES)
     assert letter_reasons(read_topic(bootstrap, dlq)) == malformed
+
+
+def test_the_spine_writes_the_valid_avro_sales_exactly(
+    spark: SparkSession, bootstrap: str, new_topic: Callable[..., str], store: SchemaStore, tmp_path: Path
+) -> None:
+    topic = new_topic(partitions=1)
+    producer = make_producer(bootstrap)
+    writers = _writers(store, topic, contract_schema("sales"), {})
+    events = generate_events("sales", 60, seed=43, malformed_fraction=0.2, avro=writers)
+    report = publish_events(producer, topic, events, ledger=tmp_path / "ledger.jsonl")
+    summary = sales_to_delta(
+        spark, bootstrap_servers=bootstrap, topic=topic, delta_path=tmp_path / "sales",
+        checkpoint=tmp_path / "checkpoint", value_format="avro", registry_url=store.url,
+    )  # fmt: skip
+    assert summary == RunSummary(read=60, written=48, rejected=12)
+    ledger = read_ledger(tmp_path / "ledger.jsonl")
+    as_json = {e.seq: json.loads(e.value, parse_float=Decimal) for e in generate_events("sales", 60, seed=43)}
+    rows = [
+        (d["sale_id"], d["order_id"], d["category"], d["amount"], d["currency"],
+         parse_timestamp(d["timestamp"]).replace(tzinfo=None), e.partition, e.offset)
+        for e in ledger if e.kind == "valid" for d in [as_json[e.seq]]
+    ]  # fmt: skip
+    assert report.produce.failed == []
+    expected = spark.createDataFrame(rows, SALES_TABLE_SCHEMA)
+    table = spark.read.format("delta").load(str(tmp_path / "sales"))
+    assert_df_equality(table, expected, ignore_row_order=True, ignore_nullable=True)

@@ -33,7 +33,7 @@ REPLICATION = {
 }
 SERVICES = {
     *BROKERS, "spark-master", "spark-worker-1", "spark-worker-2", "kafka-ui", "submit",
-    "dashboard", "prometheus", "grafana",
+    "dashboard", "prometheus", "grafana", "registry",
 }  # fmt: skip
 DOCKER = PROJECT_ROOT / "docker"
 
@@ -130,7 +130,7 @@ def test_docker_compose_config_accepts_the_file() -> None:
     doc = json.loads(proc.stdout)
     assert set(doc["services"]) == SERVICES
     ports = [p for s in doc["services"].values() for p in s.get("ports", [])]
-    assert len(ports) == 8 and {p["host_ip"] for p in ports} == {"127.0.0.1"}
+    assert len(ports) == 9 and {p["host_ip"] for p in ports} == {"127.0.0.1"}
     assert doc["services"]["submit"]["volumes"][0]["source"] == str(Path(PROJECT_ROOT, ".jars", "spark"))
 
 
@@ -168,3 +168,12 @@ def test_prometheus_scrapes_the_dashboard_and_grafana_has_the_board_provisioned(
     assert targets and {t["datasource"]["uid"] for t in targets} == {source["uid"]}
     asked = {m for t in targets for m in re.findall(r"pipelines_[a-z_]+", t["expr"])}
     assert asked and asked <= exported, asked - exported
+
+
+def test_the_schema_registry_is_the_projects_version_stored_on_the_brokers(services: dict[str, Any]) -> None:
+    registry = services["registry"]
+    assert registry["image"] == f"apicurio/apicurio-registry:{versions.APICURIO_REGISTRY}"
+    assert registry["environment"]["APICURIO_STORAGE_KIND"] == "kafkasql"
+    servers = registry["environment"]["APICURIO_KAFKASQL_BOOTSTRAP_SERVERS"].split(",")
+    assert servers == [f"{b}:19092" for b in BROKERS]
+    assert registry["ports"] == ["127.0.0.1:8081:8080"]

@@ -55,7 +55,7 @@ def revenue_chart(snap: Snapshot) -> pd.DataFrame:
     data: dict[str, dict[datetime, float]] = {}
     for (minute, category), w in snap.windows.items():
         data.setdefault(category, {})[minute.replace(tzinfo=None)] = float(w.revenue)
-    return pd.DataFrame(data).sort_index()
+    return pd.DataFrame(data).sort_index().fillna(0.0)  # no sale of a category in a minute: 0 EUR
 
 
 def queries_table(queries: list[QueryStatus]) -> pd.DataFrame:
@@ -83,11 +83,17 @@ def queries_table(queries: list[QueryStatus]) -> pd.DataFrame:
 
 def lag_table(snap: Snapshot, job: str) -> pd.DataFrame | None:
     rows = [
-        {"query": p.query, "topic": p.topic, "partition": p.partition, "processed": f"{p.processed:,}",
-         "log end": f"{p.log_end:,}", "lag": f"{p.lag:,}"}
+        {
+            "query": p.query,
+            "topic": p.topic,
+            "partition": p.partition,
+            "processed": f"{p.processed:,}",
+            "log end": f"{p.log_end:,}",
+            "lag": f"{p.lag:,}",
+        }
         for p in snap.lags
         if p.query == job or p.query.startswith(job + "_")
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(rows).set_index("query") if rows else None
 
 

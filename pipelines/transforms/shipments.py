@@ -17,7 +17,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.contracts import SHIPMENT_ID_PREFIX, SHIPMENT_STATUS
+from pipelines.contracts import ORDERS, SHIPMENT_ID_PREFIX, SHIPMENT_STATUS
+from pipelines.transforms.avro import AvroReadPlan, parse_avro_events, to_wire_format
 from pipelines.transforms.orders import parse_orders
 
 
@@ -59,4 +60,29 @@ def to_shipments(parsed_df: DataFrame) -> DataFrame:
             )
         ).alias("value"),
         F.col("headers"),
+    )
+
+
+def parse_avro_orders_with_headers(kafka_df: DataFrame, plan: AvroReadPlan) -> DataFrame:
+    """`parse_orders_with_headers` for orders in Avro (`--format avro`): the same columns, the
+    Avro reason codes (`pipelines.transforms.avro`)."""
+    if "headers" not in kafka_df.columns:
+        raise ValueError("the orders need their headers: read the topic with includeHeaders=true")
+    return parse_avro_events(kafka_df, ORDERS, plan)
+
+
+def to_avro_shipments(parsed_df: DataFrame, schema_id: int, schema: str) -> DataFrame:
+    """Parsed Avro orders -> kafka sink rows of `shipments` in Avro: `key` and `headers` as
+    `to_shipments` gives them, `value` the Confluent wire format of the `Shipment` record with the
+    registered `schema` of `schema_id` (`created_at` the order's timestamp, a timestamp-millis),
+    which confluent-kafka's AvroDeserializer reads."""
+    record = F.struct(
+        F.concat(F.lit(SHIPMENT_ID_PREFIX), F.col("order_id")).alias("shipment_id"),
+        F.col("order_id"),
+        F.col("customer_id"),
+        F.lit(SHIPMENT_STATUS).alias("status"),
+        F.col("event_time").alias("created_at"),
+    )
+    return parsed_df.filter(F.col("error_reason").isNull()).select(
+        F.col("key"), to_wire_format(record, schema_id, schema).alias("value"), F.col("headers")
     )

@@ -2,13 +2,14 @@
 seeded Avro stream (all malformed classes, a heartbeat, a record of a later schema version) gets
 the reason the generator marked it with and the Python reader gives, with the same detail; good
 records the values of the same seed in JSON; a record of a schema registered after the plan fails
-the query with its id; shipments written by Spark are read back by confluent-kafka."""
+the query with its id; shipments Spark makes of Avro orders are read back by confluent-kafka's
+AvroDeserializer, key and headers kept."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -16,14 +17,14 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from pipelines.contracts import AVRO_REASON_CODES, SALES
 from pipelines.generators.events import AvroWriters, generate_events
 from pipelines.registry.avro import AvroRejected, WireDecoder, WireEncoder, avro_record
 from pipelines.registry.schemas import SCHEMA_DIR, SchemaStore, contract_schema, load_schema
 from pipelines.registry.spark import new_schema_id, read_plan
-from pipelines.transforms.avro import parse_avro_events, to_wire_format
+from pipelines.transforms.avro import parse_avro_events
+from pipelines.transforms.shipments import parse_avro_orders_with_headers, to_avro_shipments
 from tests.helpers import kafka_batch
 
 COUNT, SEED = 300, 11
@@ -101,29 +102,37 @@ def test_spark_reads_every_version_and_gives_each_bad_record_the_generators_reas
     assert new_schema_id(failed.value) == newer.schema_id
 
 
-def test_shipments_written_by_spark_are_read_by_confluent_kafka(
+def test_shipments_written_by_spark_from_avro_orders_are_read_by_confluent_kafka(
     spark: SparkSession, store: SchemaStore, registry_url: str
 ) -> None:
-    topic = f"shipments-{uuid.uuid4().hex[:8]}"
+    orders_topic, topic = f"orders-{uuid.uuid4().hex[:8]}", f"shipments-{uuid.uuid4().hex[:8]}"
+    own = WireEncoder(store, orders_topic, contract_schema("orders"))
+    writers = AvroWriters(lambda d: own.encode(avro_record(d)), lambda d: b"\x00\x00\x00\x00\x00")
+    events = list(generate_events("orders", 40, seed=5, malformed_fraction=0.25, avro=writers))
+    as_json = [json.loads(e.value) for e in generate_events("orders", 40, seed=5)]
+    headers = [("trace", b"t-1")]
+    batch = kafka_batch(spark, orders_topic, [(e.key, e.value, headers) for e in events])
     version = store.register(topic, contract_schema("shipments"))
-    at = datetime(2026, 11, 27, 10, 0, 0, 123000)
-    df = spark.createDataFrame(
-        [("ship-order-1", "order-1", "cust-00001", "pending", at)],
-        "shipment_id string, order_id string, customer_id string, status string, created_at timestamp",
-    )
-    [value] = [
-        r.value
-        for r in df.select(
-            to_wire_format(F.struct(*df.columns), version.schema_id, version.schema).alias("value")
-        ).collect()
-    ]
-    read = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))(
-        bytes(value), SerializationContext(topic, MessageField.VALUE)
-    )
-    assert read == {
-        "shipment_id": "ship-order-1",
-        "order_id": "order-1",
-        "customer_id": "cust-00001",
-        "status": "pending",
-        "created_at": datetime(2026, 11, 27, 10, 0, 0, 123000, tzinfo=UTC),
+
+    plan = read_plan(store, contract_schema("orders"))
+    rows = to_avro_shipments(parse_avro_orders_with_headers(batch, plan), version.schema_id, version.schema)
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+    context = SerializationContext(topic, MessageField.VALUE)
+    got = {
+        (bytes(r.key), deserialize(bytes(r.value), context)["shipment_id"]): r.headers for r in rows.collect()
     }
+    shipments = [deserialize(bytes(r.value), context) for r in rows.collect()]
+    valid = [e for e in events if e.kind == "valid"]
+    assert len(valid) == 30 and len(shipments) == 30
+    assert sorted(shipments, key=lambda s: s["order_id"]) == [
+        {
+            "shipment_id": "ship-" + as_json[e.seq]["order_id"],
+            "order_id": as_json[e.seq]["order_id"],
+            "customer_id": as_json[e.seq]["customer_id"],
+            "status": "pending",
+            "created_at": datetime.fromisoformat(as_json[e.seq]["timestamp"].replace("Z", "+00:00")),
+        }
+        for e in sorted(valid, key=lambda e: as_json[e.seq]["order_id"])
+    ]
+    assert set(got) == {(e.key, "ship-" + as_json[e.seq]["order_id"]) for e in valid}
+    assert all([(h.key, bytes(h.value)) for h in hs] == headers for hs in got.values())

@@ -88,12 +88,14 @@ def start_kafka_transactional_sink(
     transactional_id: str | None = None,
 ) -> StreamingQuery:
     """Write a stream of `key`, `value` (and optionally `headers`) rows to `topic` exactly once:
-    each micro-batch in one Kafka transaction that also records its batch id, so a replay after a
-    crash writes nothing twice for `read_committed` consumers
+    each partition of each micro-batch written by its executor task in one Kafka transaction that
+    also records the batch id, so a replay after a crash writes nothing twice for `read_committed`
+    consumers
     (`pipelines.kafka.transactional_sink`). The batch ids are kept as a marker group's offset on
     `marker_topic` (the job's source topic, which it may read). The transactional id defaults to
     one derived from the query name and `checkpoint`, stable across restarts."""
-    from pipelines.kafka.transactional_sink import TransactionalBatchWriter, transactional_id_for
+    from pipelines.kafka.transactional_sink import transactional_id_for
+    from pipelines.transactional_writer import TransactionalBatchWriter
 
     writer = TransactionalBatchWriter(
         bootstrap_servers,

@@ -14,9 +14,10 @@ Two queries read the source topic, each with its own folder under the checkpoint
 
 Guarantee (`guarantee=`, `--guarantee`):
 
-* **exactly-once**: each micro-batch of shipments is written in one Kafka transaction that also
-  records the batch id (`pipelines.kafka.transactional_sink`); a batch replayed after a crash is
-  skipped, so a `read_committed` consumer sees every shipment once. Micro-batch triggers only.
+* **exactly-once**: each partition of each micro-batch of shipments is written by its executor
+  task in one Kafka transaction that also records the batch id (`pipelines.kafka.transactional_sink`);
+  what a replayed batch already committed is skipped, so a `read_committed` consumer sees every
+  shipment once. Micro-batch triggers only; the executors' Python needs confluent-kafka.
 * **at-least-once**: Spark's own kafka sink. A micro-batch is written to Kafka first and committed
   in the checkpoint after; a crash in between writes that batch again on restart, and the
   duplicates are real records on the topic: every shipment carries a deterministic key and

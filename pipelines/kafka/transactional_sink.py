@@ -29,8 +29,11 @@ restart. Empty partitions open no transaction.
 
 Consumers that read with `isolation.level=read_committed` see every row exactly once;
 `read_uncommitted` readers also see aborted attempts. The executors need confluent-kafka (local
-mode: the driver's Python; a cluster: see docs/guarantees.md, "Shipping confluent-kafka to the
-executors").
+mode: the driver's Python; on a cluster, docs/guarantees.md says how to ship it).
+
+The Spark side (`pipelines.transactional_writer.TransactionalBatchWriter`) runs
+`PartitionTransactions.write` in every task of a batch with `mapInArrow`; this module is plain
+Kafka (and pyarrow's record batches).
 
 `PIPELINES_FAULT_FAIL_TASK_ONCE=batch=B,partition=P,after_rows=N` is a fault injection for tests
 and drills: the first attempt of that task dies (its Python worker exits, no abort) after
@@ -44,7 +47,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,11 +56,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from pipelines.errors import PipelinesError
 from pipelines.kafka.producer import LIBRDKAFKA_LOGGER, make_producer
-from pipelines.security import client_conf
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from pyspark.sql import DataFrame
 
 LOG = logging.getLogger(__name__)
 MARKER_PARTITION = 0
@@ -67,9 +68,6 @@ _COORDINATOR_MOVING = {
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
 }
-RESULT_SCHEMA = "partition INT, attempt INT, rows LONG, skipped BOOLEAN"
-"""What each task of a batch reports to the driver."""
-
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]] | None, int | None]
 """One row to produce: key, value, headers, partition (None: chosen by the key)."""
 
@@ -185,27 +183,9 @@ class PartitionTransactions:
 
     def batch_written(self, batch_id: int, partitions: int) -> bool:
         """Whether every one of `partitions` partitions has written batch `batch_id` (the replay
-        of a batch whose checkpoint commit was lost): asked from the driver, one marker group per
-        partition, all at once. False when any partition has not (or had no rows)."""
-        from confluent_kafka import ConsumerGroupTopicPartitions
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient(dict(self.client_config), logger=LIBRDKAFKA_LOGGER)
-        marker = [TopicPartition(self.marker_topic, MARKER_PARTITION)]
-        futures = [
-            future
-            for p in range(partitions)
-            for future in admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(self.marker_group(p), marker)],
-                require_stable=True,
-                request_timeout=self.timeout_s,
-            ).values()
-        ]
-        try:
-            offsets = [f.result().topic_partitions[0].offset for f in futures]
-        except KafkaException:
-            return False  # a coordinator moving: the tasks read their markers themselves
-        return all(offset > batch_id for offset in offsets)
+        of a batch whose checkpoint commit was lost), from the driver: the markers are read in
+        partition order up to the first that has not (usually partition 0, one lookup)."""
+        return all(self.next_batch(p) > batch_id for p in range(partitions))
 
     def _producer(self, partition: int) -> Producer:
         transactional_id = self.partition_transactional_id(partition)
@@ -290,7 +270,7 @@ def _chain(first: Record, rest: Iterator[Record]) -> Iterator[Record]:
     yield from rest
 
 
-def _arrow_records(batches: Iterable[pa.RecordBatch]) -> Iterator[Record]:
+def arrow_records(batches: Iterable[pa.RecordBatch]) -> Iterator[Record]:
     """The rows of Arrow record batches with `key`, `value` and optional `headers`, `partition`."""
     for batch in batches:
         names = batch.schema.names
@@ -300,89 +280,3 @@ def _arrow_records(batches: Iterable[pa.RecordBatch]) -> Iterator[Record]:
         targets = batch.column("partition").to_pylist() if "partition" in names else [None] * len(keys)
         for key, value, hdrs, target in zip(keys, values, headers, targets, strict=True):
             yield key, value, None if hdrs is None else [(h["key"], h["value"]) for h in hdrs], target
-
-
-def partition_writer(
-    transactions: PartitionTransactions, batch_id: int
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The `mapInArrow` function that writes each task's partition of batch `batch_id`."""
-
-    def write_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import pyarrow as pa
-        from pyspark import TaskContext
-
-        context = TaskContext.get()
-        if context is None:
-            raise PipelinesError("the transactional sink's partition writer runs only in a Spark task")
-        result = transactions.write(
-            batch_id, context.partitionId(), _arrow_records(batches), attempt=context.attemptNumber()
-        )
-        yield pa.RecordBatch.from_pydict(
-            {
-                "partition": pa.array([result.partition], pa.int32()),
-                "attempt": pa.array([result.attempt], pa.int32()),
-                "rows": pa.array([result.rows], pa.int64()),
-                "skipped": pa.array([result.skipped], pa.bool_()),
-            }
-        )
-
-    return write_partition
-
-
-class TransactionalBatchWriter:
-    """A `foreachBatch` function writing `key`, `value` (and `headers`, `partition` if present)
-    rows to `topic`, each partition of each batch id exactly once (see the module docstring)."""
-
-    def __init__(
-        self,
-        bootstrap_servers: str,
-        topic: str,
-        transactional_id: str,
-        marker_topic: str,
-        producer_config: Mapping[str, Any] | None = None,
-        timeout_s: float = 60.0,
-    ) -> None:
-        self.topic = topic
-        self.transactions = PartitionTransactions(
-            client_config=client_conf(bootstrap_servers),
-            topic=topic,
-            transactional_id=transactional_id,
-            marker_topic=marker_topic,
-            producer_config=dict(producer_config or {}),
-            timeout_s=timeout_s,
-            fail_once=FailOnce.from_env(),
-        )
-        self.written_rows = 0
-        self.written_partitions = 0
-        self.skipped_partitions = 0
-        self.skipped_batches = 0
-
-    def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
-        columns = [c for c in ("key", "value", "headers", "partition") if c in batch_df.columns]
-        if self.transactions.batch_written(batch_id, batch_df.rdd.getNumPartitions()):
-            # The whole batch committed before the driver could record it: nothing to compute.
-            self.skipped_batches += 1
-            LOG.info(
-                "batch %d of %s was written before (its transactions committed): skipped",
-                batch_id,
-                self.topic,
-            )
-            return
-        writes = [
-            PartitionWrite(**row.asDict())
-            for row in batch_df.select(*columns)
-            .mapInArrow(partition_writer(self.transactions, batch_id), RESULT_SCHEMA)
-            .collect()
-        ]
-        written = [w for w in writes if not w.skipped and w.rows]
-        skipped = [w for w in writes if w.skipped]
-        self.written_rows += sum(w.rows for w in written)
-        self.written_partitions += len(written)
-        self.skipped_partitions += len(skipped)
-        if skipped:
-            LOG.info(
-                "batch %d of %s: partitions %s were written before (their transactions committed): skipped",
-                batch_id,
-                self.topic,
-                sorted(w.partition for w in skipped),
-            )

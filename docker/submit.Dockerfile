@@ -1,6 +1,7 @@
-# The `submit` image of docker/compose.yaml: the project installed as in `make setup` (Python 3.11,
-# pyspark 4.2.0 with its spark-submit, Java 17 for the driver), to run `pipelines ...` and
-# `submit-job` inside the compose network. The connector jars are mounted at run time from the
+# The project's image in docker/compose.yaml: the project installed as in `make setup` (Python 3.11,
+# pyspark 4.2.0 with its spark-submit and spark-class, Java 17), to run `pipelines ...` and
+# `submit-job` inside the compose network, the dashboard, and the Spark workers (whose executors'
+# Python then has confluent-kafka for the exactly-once Kafka sink, and the driver's Python version). The connector jars are mounted at run time from the
 # host's .jars/spark (see compose.yaml), so nothing is resolved with Maven here.
 FROM python:3.11-slim-bookworm
 

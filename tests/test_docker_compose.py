@@ -48,8 +48,13 @@ def services() -> dict[str, Any]:
 def test_services_and_versions(services: dict[str, Any]) -> None:
     assert set(services) == SERVICES
     assert {services[b]["image"] for b in BROKERS} == {f"apache/kafka:{versions.KAFKA_BROKER}"}
-    spark = {"spark-master", "spark-worker-1", "spark-worker-2"}
-    assert {services[s]["image"] for s in spark} == {f"apache/spark:{versions.SPARK}"}
+    assert services["spark-master"]["image"] == f"apache/spark:{versions.SPARK}"
+    # The workers run the project's image, whose pyspark is the same Spark release (its Python
+    # has confluent-kafka for the exactly-once sink's executor tasks).
+    assert {services[w]["image"] for w in ("spark-worker-1", "spark-worker-2", "submit")} == {
+        "pipelines-submit:latest"
+    }
+    assert f"pyspark=={versions.SPARK}" in (PROJECT_ROOT / "pyproject.toml").read_text()
     assert services["kafka-ui"]["image"].startswith("kafbat/kafka-ui:")
 
 
@@ -85,7 +90,8 @@ def test_spark_master_two_workers_and_a_way_to_submit_with_the_jars(services: di
     assert master[master.index("--port") + 1] == "7077"
     for worker in ("spark-worker-1", "spark-worker-2"):
         command = services[worker]["command"]
-        assert command[1] == "org.apache.spark.deploy.worker.Worker"
+        assert command[:2] == ["spark-class", "org.apache.spark.deploy.worker.Worker"]
+        assert services[worker]["build"]["dockerfile"] == "docker/submit.Dockerfile"
         assert command[-1] == "spark://spark-master:7077"
         assert "pipelines-data:/data" in services[worker]["volumes"]
     submit = services["submit"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from pathlib import Path
@@ -69,11 +70,12 @@ def test_the_registry_runs_on_loopback_and_the_commands_report_it(schema_registr
     assert state.url.startswith("http://127.0.0.1:")
     assert _listening(state.port) and _listening(state.management_port)
     # Every listening socket of the registry's process is on 127.0.0.1 (no 0.0.0.0:9000).
-    inodes = {
-        link.split("[")[1].rstrip("]")
-        for fd in Path(f"/proc/{state.pid}/fd").iterdir()
-        if (link := str(fd.readlink())).startswith("socket:")
-    }
+    inodes = set()
+    for fd in Path(f"/proc/{state.pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed since the listing
+            link = str(fd.readlink())
+            if link.startswith("socket:"):
+                inodes.add(link.split("[")[1].rstrip("]"))
     listening = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for row in Path(table).read_text().splitlines()[1:]:

@@ -33,7 +33,7 @@ from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibi
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from pipelines.registry.schemas import SchemaStore, subject_for
+from pipelines.registry.schemas import SERDE_CONF, SchemaStore, subject_for
 
 MAGIC_BYTE = 0
 HEADER_BYTES = 5
@@ -138,7 +138,9 @@ class WireEncoder:
         self.schema = compact(schema)
         self.schema_id = store.register(topic, self.schema).schema_id
         self._serializer = AvroSerializer(
-            store.client, self.schema, conf={"auto.register.schemas": False, "use.latest.version": False}
+            store.client,
+            self.schema,
+            conf={"auto.register.schemas": False, "use.latest.version": False, **SERDE_CONF},
         )
         self._context = SerializationContext(topic, MessageField.VALUE)
 

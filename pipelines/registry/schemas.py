@@ -28,6 +28,12 @@ from pipelines.registry import RegistryError
 SCHEMA_DIR = Path(contracts.__file__).parent / "avro"
 """`<type>.avsc` of every event type, and `evolution/` (later and broken versions, for the tests)."""
 EVENT_TYPES = ("orders", "sales", "shipments")
+REQUEST_TIMEOUT_S = 30
+"""Every registry request's deadline: an unanswered request fails in one line instead of hanging."""
+SERDE_CONF = {"subject.name.strategy.type": "TOPIC"}
+"""For confluent-kafka's Avro serializers and deserializers: subjects by topic (`<topic>-value`).
+Since 2.16 they default to the ASSOCIATED strategy, which first asks the registry for the topic's
+"associations", an endpoint of Confluent's registry that Apicurio does not have (seen to hang)."""
 COMPATIBILITY = "BACKWARD"
 
 
@@ -70,7 +76,7 @@ class SchemaStore:
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
-        self.client = SchemaRegistryClient({"url": self.url})
+        self.client = SchemaRegistryClient({"url": self.url, "timeout": REQUEST_TIMEOUT_S})
 
     @contextmanager
     def _calling(self, what: str) -> Iterator[None]:

@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
 
 from pipelines.registry.local import LocalRegistry
-from pipelines.registry.schemas import SchemaStore
+from pipelines.registry.schemas import REQUEST_TIMEOUT_S, SERDE_CONF, SchemaStore
 from tests.helpers import started
 
 
@@ -41,3 +43,11 @@ def registry_url(schema_registry: LocalRegistry) -> str:
 @pytest.fixture
 def store(registry_url: str) -> SchemaStore:
     return SchemaStore(registry_url)
+
+
+@pytest.fixture
+def avro_deserializer(registry_url: str) -> AvroDeserializer:
+    """confluent-kafka's AvroDeserializer on the run's registry, as a Confluent consumer reads
+    (subjects by topic: `pipelines.registry.schemas.SERDE_CONF`)."""
+    client = SchemaRegistryClient({"url": registry_url, "timeout": REQUEST_TIMEOUT_S})
+    return AvroDeserializer(client, conf=SERDE_CONF)

@@ -15,7 +15,6 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -30,7 +29,12 @@ COUNT, SEED = 400, 7
 
 
 def test_avro_orders_become_avro_shipments_and_each_bad_one_is_dead_lettered_with_its_reason(
-    bootstrap: str, new_topic: Callable[..., str], group_id: str, registry_url: str, tmp_path: Path
+    bootstrap: str,
+    new_topic: Callable[..., str],
+    group_id: str,
+    registry_url: str,
+    tmp_path: Path,
+    avro_deserializer: AvroDeserializer,
 ) -> None:
     topics = make_topics(bootstrap, new_topic)
     ledger_path = tmp_path / "orders.jsonl"
@@ -60,7 +64,7 @@ def test_avro_orders_become_avro_shipments_and_each_bad_one_is_dead_lettered_wit
         result = processor.run(max_records=COUNT, idle_timeout_s=30)
     assert (result.stats.consumed, result.stats.shipped, result.stats.dead_lettered) == (COUNT, 300, 100)
 
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+    deserialize = avro_deserializer
     context = SerializationContext(topics.sink, MessageField.VALUE)
     shipments = {
         m.key: deserialize(m.value, context)
@@ -85,7 +89,11 @@ def test_avro_orders_become_avro_shipments_and_each_bad_one_is_dead_lettered_wit
 
 
 def test_avro_amounts_are_exact_decimals_and_a_refused_schema_stops_the_generator_in_one_line(
-    bootstrap: str, new_topic: Callable[..., str], registry_url: str, tmp_path: Path
+    bootstrap: str,
+    new_topic: Callable[..., str],
+    registry_url: str,
+    tmp_path: Path,
+    avro_deserializer: AvroDeserializer,
 ) -> None:
     topic = new_topic(partitions=1)
     v3 = Path("pipelines/contracts/avro/evolution/sales-v3-incompatible.avsc").resolve()
@@ -94,7 +102,7 @@ def test_avro_amounts_are_exact_decimals_and_a_refused_schema_stops_the_generato
         "--topic", topic, "--ledger", tmp_path / "l.jsonl", "--heartbeat", 60, bootstrap=bootstrap,
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+    deserialize = avro_deserializer
     context = SerializationContext(topic, MessageField.VALUE)
     records = [deserialize(m.value, context) for m in read_topic(bootstrap, topic)]
     as_json = [json.loads(e.value) for e in generate_events("sales", 5, seed=42)]

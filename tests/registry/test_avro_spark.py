@@ -13,7 +13,6 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from pyspark.sql import SparkSession
@@ -103,7 +102,7 @@ def test_spark_reads_every_version_and_gives_each_bad_record_the_generators_reas
 
 
 def test_shipments_written_by_spark_from_avro_orders_are_read_by_confluent_kafka(
-    spark: SparkSession, store: SchemaStore, registry_url: str
+    spark: SparkSession, store: SchemaStore, avro_deserializer: AvroDeserializer
 ) -> None:
     orders_topic, topic = f"orders-{uuid.uuid4().hex[:8]}", f"shipments-{uuid.uuid4().hex[:8]}"
     own = WireEncoder(store, orders_topic, contract_schema("orders"))
@@ -116,7 +115,7 @@ def test_shipments_written_by_spark_from_avro_orders_are_read_by_confluent_kafka
 
     plan = read_plan(store, contract_schema("orders"))
     rows = to_avro_shipments(parse_avro_orders_with_headers(batch, plan), version.schema_id, version.schema)
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+    deserialize = avro_deserializer
     context = SerializationContext(topic, MessageField.VALUE)
     got = {
         (bytes(r.key), deserialize(bytes(r.value), context)["shipment_id"]): r.headers for r in rows.collect()

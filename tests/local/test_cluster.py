@@ -461,7 +461,7 @@ def test_spark_submit_ships_every_order_once_on_the_cluster_through_a_driver_kil
         servers,
         src,
         tmp_path / "ledger.jsonl",
-        6000,
+        3000,
         79,
         late_fraction=0.02,
         malformed_fraction=0.03,
@@ -470,10 +470,10 @@ def test_spark_submit_ships_every_order_once_on_the_cluster_through_a_driver_kil
     cmd = submit(
         own_spark, state.master_url, jars_dir, tmp_path, "orders_to_shipments.py",
         *("--bootstrap-servers", servers, "--source-topic", src, "--sink-topic", out, "--dlq-topic", dlq),
-        *("--checkpoint", str(tmp_path / "checkpoint"), "--max-offsets-per-trigger", "900"),
+        *("--checkpoint", str(tmp_path / "checkpoint"), "--max-offsets-per-trigger", "600"),
     )  # fmt: skip
     env = {**os.environ, **SUBMIT_ENV}
-    threshold = random.Random(79).randint(1_000, 3_000)
+    threshold = random.Random(79).randint(300, 1_500)
     log = tmp_path / "spark-submit-killed.log"
     with log.open("w") as stderr:
         job = subprocess.Popen(

@@ -18,7 +18,7 @@ import typer
 from bench import env
 
 app = typer.Typer(add_completion=False, help=__doc__)
-WORKLOADS = ("producer", "aggregation", "orders", "scaling", "latency", "startup")
+WORKLOADS = ("producer", "aggregation", "orders", "scaling", "latency", "startup", "avro")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -44,6 +44,10 @@ def run(
     producer_records: Annotated[
         int, typer.Option("--producer-records", help="records per producer run")
     ] = 300_000,
+    avro_events: Annotated[
+        int,
+        typer.Option("--avro-events", help="sales per format in the avro workload (generator, revenue job)"),
+    ] = 500_000,
     latency_seconds: Annotated[
         float, typer.Option("--latency-seconds", help="seconds of input per latency run")
     ] = 10.0,
@@ -97,6 +101,7 @@ def run(
             min(producer_records, 20_000),
             min(latency_seconds, 3.0),
         )
+        avro_events = min(avro_events, 20_000)
     os.environ["TZ"] = "UTC"
     time.tzset()
     settings = env.settings()
@@ -107,6 +112,7 @@ def run(
         "orders": orders,
         "scaling_sizes": scaling_sizes,
         "producer_records": producer_records,
+        "avro_events": avro_events,
         "latency_seconds": latency_seconds,
         "rates": rates,
         "quick": quick,
@@ -215,6 +221,18 @@ def run(
                     repeats=repeats,
                     workdir=workdir,
                     log=_log,
+                )
+            if "avro" in selected:
+                from bench import avro
+
+                results["avro"] = avro.run(
+                    bootstrap,
+                    spark_factory(),
+                    count=avro_events,
+                    repeats=repeats,
+                    workdir=workdir,
+                    log=_log,
+                    max_offsets_per_trigger=settings.spark.max_offsets_per_trigger,
                 )
             if "startup" in selected:
                 from bench import startup

@@ -32,6 +32,10 @@ NAMES = {
     "processor_at_least_once": "Python processor, at-least-once (`pipelines process`)",
     "processor_exactly_once": "Python processor, exactly-once (`pipelines process`)",
     "spark_customer_counts": "Spark customer-counts job (stateful, Delta MERGE)",
+    "generate_json": "`pipelines generate sales`, JSON",
+    "generate_avro": "`pipelines generate sales --format avro` (AvroSerializer, wire format)",
+    "revenue_json": "Spark revenue job, JSON",
+    "revenue_avro": "Spark revenue job, `--format avro`",
 }
 
 
@@ -193,6 +197,20 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {'✓' if impl['correct'] else '✗'} |"
             )
         lines.append("")
+    avro_results = results.get("avro")
+    if avro_results:
+        lines += [
+            f"## Avro next to JSON ({avro_results['records']:,} sales per format, "
+            f"{avro_results['partitions']} partitions)",
+            "",
+            "| implementation | events/s | ok |",
+            "|---|---:|:-:|",
+        ]
+        for key, impl in avro_results["implementations"].items():
+            ok = "✓" if impl["correct"] else "✗"
+            lines.append(f"| {_name(key)} | {spread_text(impl['rate'])} | {ok} |")
+        ratio_text = ", ".join(f"{w} {r:.2f}x" for w, r in avro_results["avro_over_json"].items())
+        lines += ["", f"Avro / JSON (medians): {ratio_text}.", ""]
     scaling = results.get("scaling")
     if scaling:
         lines += [

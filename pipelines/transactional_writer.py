@@ -83,10 +83,15 @@ class TransactionalBatchWriter:
         self.written_partitions = 0
         self.skipped_partitions = 0
         self.skipped_batches = 0
+        self._first_batch = True
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         columns = [c for c in ("key", "value", "headers", "partition") if c in batch_df.columns]
-        if self.transactions.batch_written(batch_id, batch_df.rdd.getNumPartitions()):
+        # Spark replays a batch only as the first of a run (the last one logged and not committed
+        # when the previous run ended), so only then can all of it have been written before. The
+        # tasks check their own partition's marker on every batch all the same (a retried task).
+        first, self._first_batch = self._first_batch, False
+        if first and self.transactions.batch_written(batch_id, batch_df.rdd.getNumPartitions()):
             # The whole batch committed before the driver could record it: nothing to compute.
             self.skipped_batches += 1
             LOG.info(

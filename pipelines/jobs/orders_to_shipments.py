@@ -63,9 +63,18 @@ from pipelines.jobs.runner import (
 from pipelines.kafka.admin import list_topics
 from pipelines.kafka.job_topics import JobTopics
 from pipelines.queries import QueryGroup, observe_records
+from pipelines.registry.jobs import AvroPlans, RenewingRun, add_format_options, resolve_format
+from pipelines.registry.schemas import SchemaStore, contract_schema
+from pipelines.registry.spark import read_plan
 from pipelines.sinks import start_kafka_sink, start_kafka_transactional_sink
 from pipelines.sources import KafkaSource
-from pipelines.transforms.shipments import parse_orders_with_headers, to_shipments
+from pipelines.transforms.avro import AvroReadPlan
+from pipelines.transforms.shipments import (
+    parse_avro_orders_with_headers,
+    parse_orders_with_headers,
+    to_avro_shipments,
+    to_shipments,
+)
 from pipelines.triggers import is_real_time
 
 ORDERS_TO_SHIPMENTS = "orders_to_shipments"
@@ -132,6 +141,9 @@ def start_orders_to_shipments(
     starting_offsets: str = "earliest",
     max_offsets_per_trigger: int | None = None,
     guarantee: str | None = None,
+    value_format: str = "json",
+    registry_url: str | None = None,
+    avro_plan: AvroReadPlan | None = None,
 ) -> QueryGroup:
     """Start the `shipments` and `dlq` queries (see the module docstring) as one group.
 
@@ -142,6 +154,10 @@ def start_orders_to_shipments(
     which fails the query on it ("maxOffsetsPerTrigger is not compatible with real time mode").
     With `trigger="available-now"` the queries stop by themselves once they have processed what
     the topic held when they started.
+
+    `value_format="avro"` reads orders in the Confluent wire format with `avro_plan` (default: read
+    from the registry at `registry_url` now) and writes shipments in Avro, with the `shipments`
+    contract schema registered under `<sink_topic>-value` (BACKWARD) first.
     """
     group = QueryGroup(ORDERS_TO_SHIPMENTS, trigger)
     guarantee = guarantee or (AT_LEAST_ONCE if group.real_time else EXACTLY_ONCE)
@@ -161,11 +177,33 @@ def start_orders_to_shipments(
         extra_options={"includeHeaders": "true"},  # a shipment carries its order's headers
     )
 
-    def parsed() -> DataFrame:
-        return source.read().transform(parse_orders_with_headers)
+    if value_format == "avro":
+        if registry_url is None and avro_plan is None:
+            raise ValueError("value_format avro needs a registry_url or an avro_plan")
+        store = SchemaStore(registry_url) if registry_url is not None else None
+        if avro_plan is None:
+            assert store is not None
+            avro_plan = read_plan(store, contract_schema("orders"))
+        if store is None:
+            raise ValueError("value_format avro writes shipments in Avro: it needs the registry_url")
+        shipment_schema = store.register(sink_topic, contract_schema("shipments"))
+        plan = avro_plan
+
+        def parsed() -> DataFrame:
+            return parse_avro_orders_with_headers(source.read(), plan)
+
+        def shipment_rows(df: DataFrame) -> DataFrame:
+            return to_avro_shipments(df, shipment_schema.schema_id, shipment_schema.schema)
+    else:
+
+        def parsed() -> DataFrame:
+            return source.read().transform(parse_orders_with_headers)
+
+        def shipment_rows(df: DataFrame) -> DataFrame:
+            return to_shipments(df)
 
     with group.starting():
-        shipments = observe_records(parsed(), METRICS).transform(to_shipments)
+        shipments = observe_records(parsed(), METRICS).transform(shipment_rows)
         sink_options: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
             "topic": sink_topic,
@@ -207,6 +245,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sink-topic", default=SHIPMENTS_TOPIC, help=f"topic of shipments (default: {SHIPMENTS_TOPIC})"
     )
     add_dlq_option(p, "source-topic")
+    add_format_options(p)
     p.add_argument(
         "--guarantee",
         choices=GUARANTEES,
@@ -236,14 +275,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def run(settings: Settings, spark: SparkSession) -> tuple[dict[str, Any], int]:
-        group = start_from_args(start_orders_to_shipments, spark, args, settings)
-        group.await_termination()
-        return {"checkpoint": str(args.checkpoint), **run_summary(group).as_dict()}, 0
+        plans = AvroPlans.for_args(args, settings, os.environ, "orders")
+        # Avro: started again from the checkpoints when a schema is registered while it runs.
+        groups = RenewingRun(
+            plans, lambda p: start_from_args(p.starter(start_orders_to_shipments), spark, args, settings)
+        ).run()
+        summaries = [run_summary(g) for g in groups]
+        read = sum(s.read for s in summaries)
+        dead = sum(s.dead_lettered for s in summaries)
+        total = ShipmentsRunSummary(read=read, shipped=read - dead, dead_lettered=dead)
+        return {"checkpoint": str(args.checkpoint), **total.as_dict()}, 0
 
     topics = JobTopics(
         sources=[args.source_topic],
         sinks=[args.sink_topic],
         dead_letters=dead_letters(args, args.source_topic),
     )
-    checkpoint = CheckpointSpec(queries=("shipments", "dlq"), identity={"topic": args.source_topic})
+    resolve_format(args, os.environ)
+    identity = {"topic": args.source_topic} | ({"format": "avro"} if args.value_format == "avro" else {})
+    checkpoint = CheckpointSpec(queries=("shipments", "dlq"), identity=identity)
     return run_job(ORDERS_TO_SHIPMENTS, args, os.environ, run, topics, checkpoint)

@@ -176,5 +176,9 @@ def test_every_option_reaches_the_start_function(job: str) -> None:
     assert options <= parameters
     # Parameters only the Python API offers (make run shares orders.dlq between two jobs; an Avro
     # job's read plan is renewed by its main when a schema is registered while it runs).
-    api_only = {"customer_order_counts": {"dead_letters"}, "revenue_per_minute": {"avro_plan"}}
+    api_only = {
+        "customer_order_counts": {"dead_letters"},
+        "revenue_per_minute": {"avro_plan"},
+        "orders_to_shipments": {"avro_plan"},
+    }
     assert parameters - options == api_only.get(job, set())

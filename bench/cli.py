@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from bench import env
+from bench.latency import CONFIGS as LATENCY_CONFIGS
 
 app = typer.Typer(add_completion=False, help=__doc__)
 WORKLOADS = ("producer", "aggregation", "orders", "scaling", "latency", "startup", "avro")
@@ -68,6 +69,10 @@ def run(
             help="comma-separated: spark,spark_batch,spark_read,naive,quix,consumer_performance",
         ),
     ] = "spark,spark_batch,spark_read,naive,quix,consumer_performance",
+    latency_configs: Annotated[
+        str,
+        typer.Option("--latency-configs", help="comma-separated pipelines of the latency workload"),
+    ] = ",".join(LATENCY_CONFIGS),
     quick: Annotated[
         bool, typer.Option("--quick", help="small sizes and 1 repeat: a smoke test in a couple of minutes")
     ] = False,
@@ -221,6 +226,7 @@ def run(
                     repeats=repeats,
                     workdir=workdir,
                     log=_log,
+                    configs=tuple(c.strip() for c in latency_configs.split(",") if c.strip()),
                 )
             if "avro" in selected:
                 from bench import avro

@@ -31,7 +31,7 @@ from pyspark.errors import PySparkException
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.config import Settings
+from pipelines.config import Settings, TopicSettings
 from pipelines.contracts import (
     CUSTOMER_COUNTS_TOPIC,
     HEADER_REASON,
@@ -83,23 +83,32 @@ def _parse_ts(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-def run_demo(
-    settings: Settings, environ: Mapping[str, str], count: int = 5000, *, verbose: bool = False
-) -> int:
-    """`make run`; `verbose` also shows Spark's INFO log on the terminal (it always goes to the log file)."""
+def _demo_setup(
+    settings: Settings,
+) -> tuple[Path, Path, int, datetime, TopicSettings, str, LocalBroker]:
+    """What `run_demo` and `run_live_demo` start from: the data folder, the state file (runs so far,
+    where event time continues), this run's number and first event time from it, the sales topic's
+    settings and its dead-letter topic, and the local broker (not started)."""
     data_dir = settings.resolve_path(settings.paths.data_dir)
     state_file = data_dir.parent / "demo-state.json"
     state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.is_file() else {}
     run = int(state.get("run", 0)) + 1
     start = _parse_ts(state["next_start"]) if "next_start" in state else DEFAULT_START
     topic = settings.topics[SALES_TOPIC]
-    dlq = dead_letter_topic(topic.name)
     broker = LocalBroker(
         settings.resolve_path(settings.broker.dir),
         settings.resolve_path(settings.paths.jars_dir),
         heap=settings.broker.heap,
         start_timeout_s=settings.broker.start_timeout_s,
     )
+    return data_dir, state_file, run, start, topic, dead_letter_topic(topic.name), broker
+
+
+def run_demo(
+    settings: Settings, environ: Mapping[str, str], count: int = 5000, *, verbose: bool = False
+) -> int:
+    """`make run`; `verbose` also shows Spark's INFO log on the terminal (it always goes to the log file)."""
+    data_dir, state_file, run, start, topic, dlq, broker = _demo_setup(settings)
     began = time.monotonic()
     step = 0
 
@@ -554,19 +563,7 @@ def run_live_demo(
     per second (2% late, 2% and 1% malformed), and the revenue and shipments jobs on processing-time
     triggers, until `duration_s` (then a closing heartbeat, and the last window waited for) or
     Ctrl-C. `pipelines dashboard` in another terminal shows it moving."""
-    data_dir = settings.resolve_path(settings.paths.data_dir)
-    state_file = data_dir.parent / "demo-state.json"
-    state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    run = int(state.get("run", 0)) + 1
-    start = _parse_ts(state["next_start"]) if "next_start" in state else DEFAULT_START
-    topic = settings.topics[SALES_TOPIC]
-    dlq = dead_letter_topic(topic.name)
-    broker = LocalBroker(
-        settings.resolve_path(settings.broker.dir),
-        settings.resolve_path(settings.paths.jars_dir),
-        heap=settings.broker.heap,
-        start_timeout_s=settings.broker.start_timeout_s,
-    )
+    data_dir, state_file, run, start, topic, dlq, broker = _demo_setup(settings)
     was_running = broker.running() is not None
     console.print(f"[bold cyan]live[/] starting the local Kafka broker in {broker.directory}")
     try:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,18 @@ def start_kafka_transactional_sink(
     )
 
 
+def discard_uncommitted_table(delta_path: Path) -> bool:
+    """Remove the `_delta_log` of a table whose creation was interrupted before its first commit
+    (a job stopped or killed while `createIfNotExists` ran: only a temporary file of version 0),
+    which Delta would take for an existing table and then fail to read (DELTA_TABLE_NOT_FOUND).
+    No version was committed, so no data is lost; local paths only. True when it removed one."""
+    log = Path(delta_path) / "_delta_log"
+    if not log.is_dir() or any(p.suffix in (".json", ".parquet") for p in log.glob("0*")):
+        return False
+    shutil.rmtree(log)
+    return True
+
+
 def merge_into_delta(
     delta_path: Path, keys: tuple[str, ...], app_id: str
 ) -> Callable[[DataFrame, int], None]:
@@ -128,6 +141,7 @@ def merge_into_delta(
 
     def merge_batch(batch_df: DataFrame, batch_id: int) -> None:
         spark = batch_df.sparkSession
+        discard_uncommitted_table(delta_path)
         DeltaTable.createIfNotExists(spark).location(str(delta_path)).addColumns(batch_df.schema).execute()
         spark.conf.set("spark.databricks.delta.write.txnAppId", app_id)
         spark.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))

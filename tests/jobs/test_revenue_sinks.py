@@ -124,3 +124,16 @@ def test_merge_is_idempotent_on_replay(spark: SparkSession, tmp_path: Path) -> N
     assert merges == 1
     merge(replayed, 8)
     assert table() == [(Decimal("99.00"), 9)]
+
+
+def test_merge_recovers_a_table_whose_creation_was_interrupted(spark: SparkSession, tmp_path: Path) -> None:
+    """A job stopped while Delta created its MERGE table leaves `_delta_log` holding only the
+    temporary file of version 0 (seen after a Ctrl-C in `make run`); the next run's MERGE creates
+    the table and writes its batch instead of failing with DELTA_TABLE_NOT_FOUND."""
+    path = tmp_path / "t"
+    (path / "_delta_log" / "_staged_commits").mkdir(parents=True)
+    (path / "_delta_log" / ".00000000000000000000.json.b63f0dc7.tmp").write_text("{}")
+    merge = merge_into_delta(path, ("window_start", "category"), app_id="test-app")
+    merge(spark.createDataFrame([(t(0), t(1), "books", Decimal("1.00"), 1)], REVENUE), 0)
+    rows = spark.read.format("delta").load(str(path)).collect()
+    assert [(r["category"], r["revenue"], r["sales_count"]) for r in rows] == [("books", Decimal("1.00"), 1)]

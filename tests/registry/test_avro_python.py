@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from pipelines.generators.ledger import read_ledger
 from pipelines.processor.avro import AvroShipments
 from pipelines.processor.processor import Guarantee, Processor, ProcessorConfig
 from tests.helpers import dead_letter_headers, make_topics, pipelines, read_topic
+from tests.registry.expected import expected_shipments
 
 COUNT, SEED = 400, 7
 
@@ -48,9 +48,6 @@ def test_avro_orders_become_avro_shipments_and_each_bad_one_is_dead_lettered_wit
     assert Counter(e.kind for e in ledger) == {"valid": 300, "malformed": 100}
     assert {e.reason for e in ledger if e.kind == "malformed"} == set(AVRO_REASON_CODES)
 
-    # The valid events of the seed are those of the JSON run, at the same positions.
-    as_json = {e.seq: json.loads(e.value) for e in generate_events("orders", COUNT, seed=SEED)}
-
     config = ProcessorConfig(
         bootstrap,
         Guarantee.EXACTLY_ONCE,
@@ -70,18 +67,8 @@ def test_avro_orders_become_avro_shipments_and_each_bad_one_is_dead_lettered_wit
         m.key: deserialize(m.value, context)
         for m in read_topic(bootstrap, topics.sink, isolation="read_committed")
     }
-    expected = {}
-    for e in ledger:
-        if e.kind == "valid":
-            order = as_json[e.seq]
-            expected[e.key] = {
-                "shipment_id": "ship-" + order["order_id"],
-                "order_id": order["order_id"],
-                "customer_id": order["customer_id"],
-                "status": "pending",
-                "created_at": datetime.fromisoformat(order["timestamp"].replace("Z", "+00:00")),
-            }
-    assert shipments == expected
+    # The valid events of the seed are those of the JSON run, at the same positions.
+    assert shipments == expected_shipments(ledger, COUNT, SEED)
 
     letters = read_topic(bootstrap, topics.dlq)
     got = Counter((m.key, m.value, dead_letter_headers(m)["error.reason"]) for m in letters)

@@ -8,10 +8,8 @@ a seed do not depend on the format), never from the code under test."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 from confluent_kafka.schema_registry.avro import AvroDeserializer
@@ -19,10 +17,10 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from pyspark.sql import SparkSession
 
 from pipelines.contracts import AVRO_REASON_CODES
-from pipelines.generators.events import generate_events
 from pipelines.generators.ledger import read_ledger
 from pipelines.jobs.orders_to_shipments import ShipmentsRunSummary, run_summary, start_orders_to_shipments
 from tests.helpers import dead_letter_headers, make_topics, pipelines, read_topic, run_to_end
+from tests.registry.expected import expected_shipments
 
 COUNT, SEED = 400, 11
 
@@ -56,23 +54,11 @@ def test_the_spark_shipments_job_turns_avro_orders_into_avro_shipments_exactly_o
     valid = COUNT - len(bad)
     assert run_summary(group) == ShipmentsRunSummary(read=COUNT, shipped=valid, dead_lettered=len(bad))
 
-    as_json = {e.seq: json.loads(e.value) for e in generate_events("orders", COUNT, seed=SEED)}
     context = SerializationContext(topics.sink, MessageField.VALUE)
     records = read_topic(bootstrap, topics.sink, isolation="read_committed")
     shipments = {m.key: avro_deserializer(m.value, context) for m in records}
     assert len(records) == len(shipments) == valid  # each once
-    expected = {}
-    for e in ledger:
-        if e.kind == "valid":
-            order = as_json[e.seq]
-            expected[e.key] = {
-                "shipment_id": "ship-" + order["order_id"],
-                "order_id": order["order_id"],
-                "customer_id": order["customer_id"],
-                "status": "pending",
-                "created_at": datetime.fromisoformat(order["timestamp"].replace("Z", "+00:00")),
-            }
-    assert shipments == expected
+    assert shipments == expected_shipments(ledger, COUNT, SEED)
 
     letters = read_topic(bootstrap, topics.dlq)
     got = Counter((m.key, m.value, dead_letter_headers(m)["error.reason"]) for m in letters)

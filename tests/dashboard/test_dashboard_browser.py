@@ -20,7 +20,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import urllib.request
 import uuid
 from collections import Counter
@@ -34,6 +33,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
+from pipelines.errors import BrokerError
 from pipelines.generators.events import generate_events
 from pipelines.generators.ledger import read_ledger
 from pipelines.generators.publish import publish_events
@@ -42,6 +42,7 @@ from pipelines.jobs.revenue_per_minute import start_revenue_per_minute
 from pipelines.kafka.admin import create_topic
 from pipelines.kafka.producer import make_producer, produce_all
 from pipelines.local.broker import LocalBroker
+from pipelines.local.cluster import wait_for
 from pipelines.monitor.progress import ProgressRecorder
 from pipelines.paths import PROJECT_ROOT
 from tests.helpers import (
@@ -304,12 +305,18 @@ def test_metrics_carry_the_runs_exact_counts(run: Run) -> None:
 
     # The last progress lines reach their file shortly after the queries stop (the listener bus is
     # asynchronous) and the dead-letter topics are read in the background: wait for the counts.
-    deadline = time.monotonic() + 60
-    while (got := {k: v for k, v in scrape().items() if k in expected}) != expected:
-        assert time.monotonic() < deadline, {
-            k: (v, got.get(k)) for k, v in expected.items() if got.get(k) != v
-        }
-        time.sleep(0.5)  # paces the scrapes until the deadline; the condition is the counts above
+    missing: dict[Any, tuple[float, float | None]] = {}
+
+    def counts_match() -> bool:
+        got = {k: v for k, v in scrape().items() if k in expected}
+        missing.clear()
+        missing.update({k: (v, got.get(k)) for k, v in expected.items() if got.get(k) != v})
+        return not missing
+
+    try:
+        wait_for(counts_match, 60, "the run's counts on /metrics", every_s=0.5)
+    except BrokerError:
+        pytest.fail(f"/metrics still differs (expected, got): {missing}")
     samples = scrape()
     watermark = samples[("pipelines_query_watermark_seconds", frozenset(
         {"job": "revenue_per_minute", "query": "revenue_per_minute_delta"}.items()))]  # fmt: skip

@@ -385,7 +385,7 @@ def test_exactly_once_survives_a_task_that_dies_mid_partition(
     assert_dead_letters(bootstrap, dlq, sent, src)
 
 
-@pytest.mark.parametrize(("guarantee", "kills"), [("exactly-once", 3), ("at-least-once", 1)])
+@pytest.mark.parametrize(("guarantee", "kills"), [("exactly-once", 3), ("at-least-once", 3)])
 def test_sigkilled_driver_restarted_three_times_ships_each_order_once_only_with_transactions(
     own_spark: OwnSpark,
     bootstrap: str,
@@ -398,8 +398,9 @@ def test_sigkilled_driver_restarted_three_times_ships_each_order_once_only_with_
     writes (at seeded-random amounts of output, seen on the sink's log end, uncommitted included),
     restarted each time, then run to the end. Exactly-once: a read_committed reader sees every
     shipment once with its key, headers and partition. At-least-once: every shipment, and the
-    duplicates the replay wrote (one kill is enough to show them; each run of the job is a JVM
-    start, the test's largest cost)."""
+    duplicates the replay wrote. A kill that lands just after a batch's checkpoint commit leaves
+    nothing to replay, so at-least-once stops killing as soon as a restart has written duplicates
+    (usually after the second kill; each run of the job is a JVM start, the test's largest cost)."""
     src, out, dlq = topics = make_topics(bootstrap, new_topic, partitions=3)
     sent = publish(
         bootstrap, src, tmp_path / "ledger.jsonl", 20_000, seed=67, malformed_fraction=0.01, headers=3
@@ -428,6 +429,10 @@ def test_sigkilled_driver_restarted_three_times_ships_each_order_once_only_with_
         finally:
             os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM, mid-write
             job.wait(timeout=30)
+        if guarantee == "at-least-once" and kill >= 1:
+            shipped = [(r.key, r.value) for r in read_topic(bootstrap, out)]
+            if len(shipped) > len(set(shipped)):
+                break  # a restart replayed a batch the killed run had written: duplicates shown
     assert topic_size(bootstrap, out) < 20_000, "the job finished before the last kill"
     final = subprocess.run(
         [*run, "--trigger", "available-now"], capture_output=True, text=True, timeout=300, env=JOB_ENV

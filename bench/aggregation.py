@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError
 
 from bench import env
 from bench.expected import ExpectedTotals, Totals, compare, normalise
@@ -52,18 +52,7 @@ def preload(bootstrap: str, count: int, seed: int, log: Callable[[str], None]) -
     broker acknowledged."""
     topic = env.new_topic(bootstrap, "bench-sales", PARTITIONS)
     env.new_topic_named(bootstrap, f"{topic}.dlq", 1)
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "partitioner": "murmur2_random",
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 50,
-            "batch.size": 1_000_000,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 500_000,
-        }
-    )
+    producer = env.preload_producer(bootstrap)
     # Event time ends before now: a backlog of history. Quix Streams writes event time as the
     # timestamp of its repartition and changelog records, and Kafka 4 refuses records more than an
     # hour in the future (log.message.timestamp.after.max.ms), which 2M events 100 ms apart from

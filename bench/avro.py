@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError
 
 from bench import env
 from bench.expected import ExpectedTotals, compare, normalise
@@ -96,18 +96,7 @@ def preload(
         if value_format == "avro":
             encoder = WireEncoder(store, topic, contract_schema("sales"))
             avro = AvroWriters(lambda d, e=encoder: e.encode(avro_record(d)), lambda d: b"")
-        producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "partitioner": "murmur2_random",
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 50,
-                "batch.size": 1_000_000,
-                "compression.type": "lz4",
-                "queue.buffering.max.messages": 500_000,
-            }
-        )
+        producer = env.preload_producer(bootstrap)
         failures: list[str] = []
 
         def on_delivery(err: KafkaError | None, _msg: Any, failures: list[str] = failures) -> None:

@@ -232,6 +232,25 @@ def new_topic_named(bootstrap: str, name: str, partitions: int, **config: str) -
     return name
 
 
+def preload_producer(bootstrap: str) -> Any:
+    """The producer of a workload's untimed preload: idempotent, `acks=all`, Java's partitioner,
+    large lz4 batches and a deep queue (the preload is not what is measured)."""
+    from confluent_kafka import Producer
+
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "partitioner": "murmur2_random",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500_000,
+        }
+    )
+
+
 def produce_preload(
     producer: Any, topic: str, events: Any, on_delivery: Any, what: str, count: int, log: Any
 ) -> None:

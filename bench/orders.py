@@ -28,7 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from bench import env
 from bench.stats import summarize
@@ -84,17 +84,7 @@ def preload(bootstrap: str, count: int, seed: int, log: Callable[[str], None]) -
     """A fresh topic with `count` valid orders (not timed) and what the broker acknowledged."""
     topic = env.new_topic(bootstrap, "bench-orders", PARTITIONS)
     env.new_topic_named(bootstrap, f"{topic}.dlq", 1)
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 50,
-            "batch.size": 1_000_000,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 500_000,
-        }
-    )
+    producer = env.preload_producer(bootstrap)
     sent = Orders()
     failures: list[str] = []
 

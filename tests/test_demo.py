@@ -6,7 +6,8 @@ traceback, stops the broker it started and leaves no process behind. Run 2 conti
 its events follow run 1's in event time (nothing produced twice), it writes the chart and the
 report, and the Delta table holds every valid event of both runs' ledgers exactly once — the
 interrupted batch was replayed into Delta without a duplicate. Expected values come from the
-generator's ledgers, in plain Python.
+generator's ledgers, in plain Python. `pipelines demo --live --duration S` is run once too: it
+stops by itself, closes every window and reconciles.
 """
 
 from __future__ import annotations
@@ -158,6 +159,44 @@ def test_demo_interrupted_then_run_again_accounts_for_every_event(
     assert len(got) == len(rows), "a (window, category) was written twice"
     expected = expected_windows([*first, *second])
     late = late_per_window([*first, *second])
+    assert set(expected) <= set(got) <= set(expected) | set(late)
+    for key, (revenue, count) in got.items():
+        valid_revenue, valid_count = expected.get(key, (Decimal("0.00"), 0))
+        assert valid_count <= count <= valid_count + late.get(key, 0), key
+        if count == valid_count:
+            assert revenue == valid_revenue, key
+
+
+@pytest.mark.usefixtures("own_spark")  # the live demo runs its own Spark driver
+def test_live_demo_runs_for_its_duration_then_closes_every_window_and_reconciles(
+    tmp_path: Path, own_broker: Callable[..., LocalBroker]
+) -> None:
+    """`pipelines demo --live --duration S` as a user runs it: generators at `--rate`, the jobs on
+    processing-time triggers; at the end a closing heartbeat, every window written, the
+    reconciliation line, the broker it started stopped, no process left. The Delta table holds
+    every valid sale of the run's ledger exactly once (a late one may be in or out, never twice)."""
+    from deltalake import DeltaTable
+
+    broker = own_broker(tmp_path / "broker")
+    live = subprocess.Popen(
+        [PIPELINES, "demo", "--live", "--rate", "40", "--duration", "10"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=demo_env(tmp_path),
+        cwd=PROJECT_ROOT, start_new_session=True,
+    )  # fmt: skip
+    out, err = live.communicate(timeout=600)
+    assert live.returncode == 0, err[-4000:]
+    said = out + err
+    assert "reconciles" in said and "DOES NOT RECONCILE" not in said, said[-4000:]
+    assert "pipelines dashboard" in said and "Traceback" not in said, said[-4000:]
+    assert live_processes_in_session(live.pid) == []
+    assert broker.running() is None
+
+    ledger = read_ledger(tmp_path / "demo-run-1.jsonl")
+    assert ledger and all(e.acknowledged for e in ledger)
+    rows = DeltaTable(str(tmp_path / "data" / "revenue_per_minute")).to_pyarrow_table().to_pylist()
+    got = windows_of(rows)
+    assert len(got) == len(rows), "a (window, category) was written twice"
+    expected, late = expected_windows(ledger), late_per_window(ledger)
     assert set(expected) <= set(got) <= set(expected) | set(late)
     for key, (revenue, count) in got.items():
         valid_revenue, valid_count = expected.get(key, (Decimal("0.00"), 0))

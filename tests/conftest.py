@@ -44,8 +44,11 @@ time.tzset()
 # `java`, which reads JDK_JAVA_OPTIONS and says so on its stderr) compiles with C1 only: each
 # lives for seconds to minutes on a few thousand records, where C2's optimising compiler costs more
 # CPU than it saves; on two cores, that CPU is what the other worker waits for. Semantics are the
-# same (it is the JIT tier, not a Spark or Kafka setting); users' JVMs keep the default.
-os.environ.setdefault("JDK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
+# same (it is the JIT tier, not a Spark or Kafka setting); users' JVMs keep the default. With C1
+# alone the JVM reserves only 48 MB for compiled code, which a Spark driver fills within a minute
+# ("CodeCache is full. Compiler has been disabled."), after which it interprets: 240 MB, the
+# tiered default, keeps it compiling.
+os.environ.setdefault("JDK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker

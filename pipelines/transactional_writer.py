@@ -79,10 +79,6 @@ class TransactionalBatchWriter:
             timeout_s=timeout_s,
             fail_once=FailOnce.from_env(),
         )
-        self.written_rows = 0
-        self.written_partitions = 0
-        self.skipped_partitions = 0
-        self.skipped_batches = 0
         self._first_batch = True
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
@@ -93,7 +89,6 @@ class TransactionalBatchWriter:
         first, self._first_batch = self._first_batch, False
         if first and self.transactions.batch_written(batch_id, batch_df.rdd.getNumPartitions()):
             # The whole batch committed before the driver could record it: nothing to compute.
-            self.skipped_batches += 1
             LOG.info(
                 "batch %d of %s was written before (its transactions committed): skipped",
                 batch_id,
@@ -106,11 +101,7 @@ class TransactionalBatchWriter:
             .mapInArrow(partition_writer(self.transactions, batch_id), RESULT_SCHEMA)
             .collect()
         ]
-        written = [w for w in writes if not w.skipped and w.rows]
         skipped = [w for w in writes if w.skipped]
-        self.written_rows += sum(w.rows for w in written)
-        self.written_partitions += len(written)
-        self.skipped_partitions += len(skipped)
         if skipped:
             LOG.info(
                 "batch %d of %s: partitions %s were written before (their transactions committed): skipped",

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import time
@@ -232,7 +233,7 @@ class PartitionTransactions:
             producer.begin_transaction()
             written = 0
             try:
-                for key, value, headers, target in _chain(first, rows):
+                for key, value, headers, target in itertools.chain([first], rows):
                     if written == fail_after:
                         producer.flush(self.timeout_s)  # the rows reach the broker, uncommitted
                         os._exit(17)  # the injected fault: the worker dies inside its transaction
@@ -263,11 +264,6 @@ class PartitionTransactions:
         finally:
             marker.close()
             producer.flush(0)
-
-
-def _chain(first: Record, rest: Iterator[Record]) -> Iterator[Record]:
-    yield first
-    yield from rest
 
 
 def arrow_records(batches: Iterable[pa.RecordBatch]) -> Iterator[Record]:

@@ -7,7 +7,8 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+
+import orjson
 
 DEFAULT_START = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 """Where every generated stream's event time starts (never the wall clock, so runs reproduce)."""
@@ -17,14 +18,16 @@ def format_timestamp(ts: datetime) -> str:
     """The contract's timestamp: ISO-8601 UTC with milliseconds and a `Z`."""
     # isoformat is C code and truncates to milliseconds as `microsecond // 1000` does; a third of
     # the generators' time went to strftime before (bench/: generator serialisation).
-    text = ts.astimezone(UTC).isoformat(timespec="milliseconds")
+    text = (ts if ts.tzinfo is UTC else ts.astimezone(UTC)).isoformat(timespec="milliseconds")
     if len(text) == 29 and text.endswith("+00:00"):
         return text[:23] + "Z"
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"  # years < 1000 or > 9999
 
 
-_NAMES: dict[str, str] = {}
-"""`"name":` of every field name seen: the generators use a handful, millions of times."""
+def _decimal_text(value: object) -> orjson.Fragment:
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(f"{value:.2f}")
+    raise TypeError
 
 
 def dump_json(document: Mapping[str, object]) -> bytes:
@@ -33,33 +36,12 @@ def dump_json(document: Mapping[str, object]) -> bytes:
     `Decimal` values become JSON numbers with exactly two decimals, written from the Decimal's text
     so no float rounding can touch them (`Decimal("12.30")` -> `12.30`, never `12.3`).
     """
-    # Fast path for the flat documents the generators make (strings, Decimals, ints, bools,
-    # None): the same bytes as json.dumps below, built without the placeholder round trip.
-    parts: list[str] = []
-    for name, value in document.items():
-        if not isinstance(name, str) or len(_NAMES) > 1000:
-            return _dump_json_slow(document)
-        if isinstance(value, str):
-            text = encode_basestring(value)
-        elif isinstance(value, Decimal):
-            if not value.is_finite():
-                return _dump_json_slow(document)
-            text = f"{value:.2f}"
-        elif value is None:
-            text = "null"
-        elif value is True:
-            text = "true"
-        elif value is False:
-            text = "false"
-        elif type(value) is int:
-            text = int.__repr__(value)
-        else:
-            return _dump_json_slow(document)
-        prefix = _NAMES.get(name)
-        if prefix is None:
-            prefix = _NAMES[name] = encode_basestring(name) + ":"
-        parts.append(prefix + text)
-    return ("{" + ",".join(parts) + "}").encode()
+    # orjson (C) for the flat documents the generators make, the Decimal's text spliced in as a
+    # raw JSON fragment: the same bytes as json.dumps below, a third of the time.
+    try:
+        return orjson.dumps(document, default=_decimal_text)
+    except (orjson.JSONEncodeError, TypeError):
+        return _dump_json_slow(document)
 
 
 def _dump_json_slow(document: Mapping[str, object]) -> bytes:

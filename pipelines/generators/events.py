@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pipelines.contracts import ORDER_FIELDS, SALE_FIELDS
 from pipelines.generators.common import DEFAULT_START, dump_json, format_timestamp
@@ -108,9 +108,9 @@ class AvroWriters:
     foreign: Callable[[dict[str, object]], bytes]
 
 
-@dataclass(frozen=True)
-class GeneratedEvent:
-    """One event as it goes on the topic, with what it is meant to be."""
+class GeneratedEvent(NamedTuple):
+    """One event as it goes on the topic, with what it is meant to be (a NamedTuple: made millions
+    of times, and a frozen dataclass's constructor cost a tenth of the generator's time)."""
 
     seq: int
     """Its position in the stream, from 0."""

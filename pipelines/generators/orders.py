@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from bisect import bisect
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -56,14 +57,19 @@ def generate_orders(
     rng = random.Random(seed)
     ranks = range(1, customers + 1)
     cum_weights = list(itertools.accumulate(1 / r**ZIPF_EXPONENT for r in ranks))
+    # The same draws as rng.choices(ranks, cum_weights=...) and rng.randint(0, k), inlined (see
+    # generate_sales).
+    total, last = cum_weights[-1] + 0.0, len(cum_weights) - 1
+    below, uniform, lognormal = rng._randbelow, rng.random, rng.lognormvariate  # type: ignore[attr-defined]
+    gap_draws, disorder_draws = 2 * mean_gap_ms + 1, disorder_ms + 1
     clock_ms = 0  # the clock in whole milliseconds since `start`: one datetime per event
     for n in range(count):
-        clock_ms += rng.randint(0, 2 * mean_gap_ms)
-        event_time = start + timedelta(milliseconds=clock_ms - rng.randint(0, disorder_ms))
-        cents = int(rng.lognormvariate(8.2, 0.8)) + 1  # median ~ 36 EUR, a long tail of big baskets
+        clock_ms += below(gap_draws)
+        event_time = start + timedelta(milliseconds=clock_ms - below(disorder_draws))
+        cents = int(lognormal(8.2, 0.8)) + 1  # median ~ 36 EUR, a long tail of big baskets
         yield Order(
             order_id=f"order-{seed}-{n:08d}",
-            customer_id=customer_id(rng.choices(ranks, cum_weights=cum_weights)[0]),
+            customer_id=f"cust-{ranks[bisect(cum_weights, uniform() * total, 0, last)]:05d}",
             amount=Decimal(cents).scaleb(-2),
             currency="EUR",
             timestamp=event_time,

@@ -118,7 +118,7 @@ def produce_all(
 ) -> ProduceReport:
     """Produce every (key, value) to `topic`, wait for all delivery reports, and return them.
 
-    `poll(0)` after each produce serves delivery callbacks as they arrive; a full local queue
+    `poll(0)` every 64 records serves delivery callbacks as they arrive; a full local queue
     (BufferError) waits for deliveries to drain (`poll(0.1)`, then the same record again) instead
     of failing. Records still unacknowledged after `flush_timeout_s` are reported as failed, never
     dropped silently (they stay queued, so a producer used again may still deliver them); the
@@ -130,7 +130,9 @@ def produce_all(
 
     `on_delivered(seq, delivered)` and `on_failed(seq, key, error)` are called once per record,
     `seq` being its position in `records`; `on_progress(sent)` after each produce. With
-    `keep_delivered=False` the report only counts acknowledgements (for runs too big to hold).
+    `keep_delivered=False` the report only counts acknowledgements (for runs too big to hold); with
+    neither callback either, records not acknowledged by the end of the flush are reported by
+    count, with no key (the generator's fast path: no per-record bookkeeping).
     """
     if rate is not None and rate <= 0:
         raise ValueError(f"the rate must be positive, not {rate}")
@@ -157,12 +159,24 @@ def produce_all(
         if on_delivered is not None:
             on_delivered(seq, delivered)
 
+    counting_only = not keep_delivered and on_delivered is None and on_failed is None
+
+    def count_delivery(err: KafkaError | None, msg: Message) -> None:
+        # The generator's hot path: one callback for all records, no per-record bookkeeping; a
+        # refused record is reported with its key, one never acknowledged by count (below).
+        if report.seconds:
+            return  # after the loop's flush timed out: already reported as not acknowledged
+        if err is None:
+            report.acknowledged += 1
+        else:
+            report.failed.append((msg.key(), err.str()))
+
     started = time.monotonic()
     try:
         for seq, (key, value) in enumerate(records):
             if rate is not None:
                 _serve_until(producer, started + seq / rate)
-            callback = functools.partial(on_delivery, seq)
+            callback = count_delivery if counting_only else functools.partial(on_delivery, seq)
             while True:
                 try:
                     producer.produce(topic, value=value, key=key, on_delivery=callback)
@@ -171,15 +185,21 @@ def produce_all(
                     # Back-pressure: the local queue is full; serving delivery reports drains it.
                     report.queue_full_waits += 1
                     producer.poll(0.1)
-            in_flight[seq] = key
+            if not counting_only:
+                in_flight[seq] = key
             report.sent += 1
-            producer.poll(0)
+            if not seq & 63:
+                # Delivery reports every 64 records, not after each: each poll is a call into
+                # librdkafka, and reports wait in its queue meanwhile (a full queue polls above).
+                producer.poll(0)
             if on_progress is not None:
                 on_progress(report.sent)
     finally:
         producer.flush(flush_timeout_s)
+        error = f"not acknowledged within {flush_timeout_s:g} s"
+        if counting_only:
+            report.failed += [(None, error)] * (report.sent - report.acknowledged - len(report.failed))
         for seq, key in sorted(in_flight.items()):
-            error = f"not acknowledged within {flush_timeout_s:g} s"
             report.failed.append((key, error))
             if on_failed is not None:
                 on_failed(seq, key, error)

@@ -22,9 +22,6 @@ GOLDEN = {
 }
 
 
-@pytest.mark.skipif(
-    sys.version_info[:2] != (3, 11), reason="digests taken on Python 3.11 (random is per minor)"
-)
 @pytest.mark.parametrize("event_type", list(GOLDEN))
 def test_the_seeded_stream_is_byte_for_byte_what_it_was(event_type: str) -> None:
     events = generate_events(event_type, 20_000, seed=11, late_fraction=0.02, malformed_fraction=0.03)

@@ -69,6 +69,18 @@ class SparkSettings(_Frozen):
     max_offsets_per_trigger: int | None = 100_000
 
 
+class ProcessorSettings(_Frozen):
+    """The Python processor's (`pipelines process orders-to-shipments`) defaults; its options win."""
+
+    commit_interval_s: float = Field(default=0.1, gt=0)
+    """At-least-once: how often the acknowledged offsets are committed; exactly-once: how long a
+    transaction stays open; at-most-once: how long a batch collects before its commit."""
+    max_batch: int = Field(default=5000, ge=1)
+    """Records per commit or transaction, at most."""
+    producer: dict[str, str | int | bool] = Field(default_factory=dict)
+    """librdkafka producer properties for the processor, over `kafka.producer`."""
+
+
 class PathSettings(_Frozen):
     jars_dir: Path = Path(".jars")
     data_dir: Path = Path(".pipelines/data")
@@ -86,6 +98,7 @@ class Settings(_Frozen):
     kafka: KafkaSettings = KafkaSettings()
     broker: BrokerSettings = BrokerSettings()
     spark: SparkSettings = SparkSettings()
+    processor: ProcessorSettings = ProcessorSettings()
     paths: PathSettings = PathSettings()
     topics: dict[str, TopicSettings] = Field(
         default_factory=lambda: {SALES_TOPIC: TopicSettings(name=SALES_TOPIC)}

@@ -2,14 +2,16 @@
 
     pipelines process orders-to-shipments --guarantee at-most-once|at-least-once|exactly-once
         [--source-topic orders] [--sink-topic shipments] [--group G] [--instance-id ID]
-        [--transactional-id T] [--batch-size N] [--batch-timeout S] [--max-records N]
+        [--transactional-id T] [--commit-interval S] [--batch-size N] [--max-records N]
         [--idle-timeout-s S] [--bootstrap-servers B] [--profile P]
 
 What each guarantee means across a crash, and how the processor keeps it, is in
 pipelines.processor.processor. The source, sink and `<source>.dlq` topics must exist. The profile's
-`kafka.producer` settings apply to the processor's producer. SIGTERM and Ctrl-C finish the current
-batch, then stop. One summary line goes to stderr at the end; a fenced instance (a newer one took
-its transactional.id or instance id) prints it too, then fails with one line that says so.
+`kafka.producer` settings, then its `processor.producer` settings, apply to the processor's producer;
+`processor.commit_interval_s` and `processor.max_batch` are the defaults of `--commit-interval` and
+`--batch-size`. SIGTERM and Ctrl-C finish the current unit (commit or transaction), then stop. One
+summary line goes to stderr at the end; a fenced instance (a newer one took its transactional.id or
+instance id) prints it too, then fails with one line that says so.
 """
 
 from __future__ import annotations
@@ -64,13 +66,23 @@ def orders_to_shipments(
             "keep it across restarts so a restarted instance fences the old one",
         ),
     ] = None,
+    commit_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--commit-interval",
+            help="seconds between commits: at-least-once commits the acknowledged offsets, exactly-once "
+            "commits its transaction (output latency ~ half of it), at-most-once collects a batch "
+            "(default: the profile's processor.commit_interval_s, 0.1)",
+        ),
+    ] = None,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="records per commit or transaction, at most")
-    ] = 500,
-    batch_timeout: Annotated[
-        float,
-        typer.Option("--batch-timeout", help="seconds a batch may wait to fill after its first record"),
-    ] = 0.5,
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help="records per commit or transaction, at most (default: the profile's processor.max_batch, "
+            "5000)",
+        ),
+    ] = None,
     max_records: Annotated[
         int | None, typer.Option("--max-records", help="stop after this many records (default: never)")
     ] = None,
@@ -124,9 +136,11 @@ def orders_to_shipments(
         group_id=group,
         instance_id=instance_id,
         transactional_id=transactional_id,
-        batch_size=batch_size,
-        batch_timeout_s=batch_timeout,
-        producer_config=settings.kafka.producer,
+        batch_size=settings.processor.max_batch if batch_size is None else batch_size,
+        commit_interval_s=settings.processor.commit_interval_s
+        if commit_interval is None
+        else commit_interval,
+        producer_config={**settings.kafka.producer, **settings.processor.producer},
         replication_factor=settings.kafka.replication_factor,
         on_topic_created=lambda message: err.print(message, highlight=False),
         transform=transform,

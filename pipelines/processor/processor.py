@@ -5,21 +5,33 @@ shipment (pipelines.processor.shipments) keyed and headed like the order, writes
 not valid to `<source>.dlq` with the dead-letter contract's headers (pipelines.kafka.dlq), and
 commits the source offsets. What survives a crash (SIGKILL, power loss) depends on when it commits:
 
-| guarantee       | per batch                                       | after a crash                     |
+| guarantee       | how                                             | after a crash                     |
 |-----------------|-------------------------------------------------|-----------------------------------|
-| `at-most-once`  | commit the offsets, then produce; the acks are  | no duplicates; what was committed |
-|                 | awaited only before the next batch's commit     | but not yet acknowledged (at most |
-|                 |                                                 | one batch) is lost                |
-| `at-least-once` | produce, wait until the broker acknowledged     | nothing lost; the batch being     |
-|                 | every record, then commit the offsets           | written is written again          |
-| `exactly-once`  | one transaction: the outputs, the dead letters  | nothing lost, nothing duplicated  |
-|                 | and the offsets (`send_offsets_to_transaction`) | for `read_committed` consumers    |
+| `at-most-once`  | per batch: commit the offsets, then produce;    | no duplicates; what was committed |
+|                 | the acks are awaited only before the next       | but not yet acknowledged (at most |
+|                 | batch's commit                                  | one batch) is lost                |
+| `at-least-once` | each record is produced as it arrives; every    | nothing lost; what was written    |
+|                 | commit interval the offsets are committed up to | after the last commit is written  |
+|                 | the first record whose output is not yet        | again                             |
+|                 | acknowledged                                    |                                   |
+| `exactly-once`  | each record is produced as it arrives, inside a | nothing lost, nothing duplicated  |
+|                 | transaction that also carries the offsets       | for `read_committed` consumers    |
+|                 | (`send_offsets_to_transaction`); the            |                                   |
+|                 | transaction commits every commit interval       |                                   |
 
-Batches: records are collected up to `batch_size` or for `batch_timeout_s` after the first one,
-then completed as a whole between two polls. Rebalance callbacks only run inside a poll, so a
-batch never straddles a rebalance: when partitions are revoked (or lost) the records of the
-unfinished batch from those partitions are dropped, nothing of them was written or committed, and
-the next owner reads them again from the committed offset.
+Latency: at-least-once output is readable one producer round trip (plus `linger.ms`, 1 ms in the
+profiles' `processor.producer`) after its order arrives; exactly-once output when its transaction
+commits, on average half a commit interval plus the commit later. `commit_interval_s` (profile
+`processor.commit_interval_s`, option `--commit-interval`, default 100 ms) trades that latency
+against transactions (or commits) per second; `batch_size` caps the records in one.
+
+Units: the records between two commits (at most `batch_size`, collected for `commit_interval_s`
+after the first) are one unit. Rebalance callbacks only run inside a poll, between records, and a
+revocation ends the unit there: at-least-once waits for the outstanding acknowledgements and
+commits; exactly-once commits the open transaction while the partitions are still this member's;
+at-most-once drops the unfinished batch (nothing of it was written or committed). Lost partitions
+(a session that expired) cannot be committed: exactly-once aborts the transaction and rewinds the
+partitions it keeps, at-least-once forgets them (their outputs may be written twice).
 
 Exactly-once, in detail:
 
@@ -55,6 +67,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -132,8 +145,11 @@ class ProcessorConfig:
     """Static group membership (`group.instance.id`) and part of the default transactional.id."""
     transactional_id: str | None = None
     """Exactly-once only; default `default_transactional_id(group_id, instance_id)`."""
-    batch_size: int = 500
-    batch_timeout_s: float = 0.5
+    batch_size: int = 5000
+    """Records per commit or transaction, at most."""
+    commit_interval_s: float = 0.1
+    """At-least-once: how often acknowledged offsets are committed; exactly-once: how long a
+    transaction stays open after its first record; at-most-once: how long a batch collects."""
     producer_config: Mapping[str, ConfValue] = field(default_factory=dict)
     """librdkafka producer settings over the project's defaults (the profile's `kafka.producer`)."""
     consumer_config: Mapping[str, Any] = field(default_factory=dict)
@@ -152,8 +168,8 @@ class ProcessorConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise PipelinesError(f"--batch-size must be at least 1, not {self.batch_size}")
-        if self.batch_timeout_s <= 0:
-            raise PipelinesError(f"--batch-timeout must be positive, not {self.batch_timeout_s:g}")
+        if self.commit_interval_s <= 0:
+            raise PipelinesError(f"--commit-interval must be positive, not {self.commit_interval_s:g}")
         if self.source_topic == self.sink_topic:
             raise PipelinesError(f"the source and the sink are both {self.source_topic!r}; use two topics")
         if self.transactional_id is not None and self.guarantee is not Guarantee.EXACTLY_ONCE:
@@ -177,7 +193,8 @@ class ProcessorStats:
     """What a run did, counted from acknowledgements and committed transactions (never from sends)."""
 
     consumed: int = 0
-    """Source records whose batch was completed (shipped or dead-lettered; at-most-once: committed)."""
+    """Source records completed: at-least-once, their output acknowledged; exactly-once, in a
+    committed transaction; at-most-once, their offsets committed."""
     shipped: int = 0
     """Shipments acknowledged (exactly-once: in a committed transaction)."""
     dead_lettered: int = 0
@@ -252,6 +269,51 @@ class _Acknowledgements:
         return on_delivery
 
 
+class _Unacknowledged:
+    """At-least-once: per source partition, the offsets whose output the broker has not yet
+    acknowledged, so that a commit never passes one of them (outputs go to other partitions than
+    their inputs, so their acknowledgements can come back in any order)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[tuple[str, int], deque[int]] = {}
+        self._acked: dict[tuple[str, int], set[int]] = {}
+        self._next: dict[tuple[str, int], int] = {}
+        self._committed: dict[tuple[str, int], int] = {}
+
+    def add(self, tp: tuple[str, int], offset: int) -> None:
+        self._waiting.setdefault(tp, deque()).append(offset)
+        self._acked.setdefault(tp, set())
+        self._next[tp] = offset + 1
+
+    def acknowledged(self, tp: tuple[str, int], offset: int) -> None:
+        acked = self._acked.get(tp)
+        if acked is not None:  # None: the partition was forgotten (revoked or lost) meanwhile
+            acked.add(offset)
+
+    def committable(self) -> list[TopicPartition]:
+        """Per partition, the first offset not yet acknowledged (or the next one to read), where
+        that moved since the last `committed()`."""
+        out = []
+        for tp, waiting in self._waiting.items():
+            acked = self._acked[tp]
+            while waiting and waiting[0] in acked:
+                acked.discard(waiting.popleft())
+            offset = waiting[0] if waiting else self._next[tp]
+            if self._committed.get(tp) != offset:
+                out.append(TopicPartition(tp[0], tp[1], offset))
+        return out
+
+    def committed(self, offsets: list[TopicPartition]) -> None:
+        for tp in offsets:
+            self._committed[(tp.topic, tp.partition)] = tp.offset
+
+    def forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            for table in (self._waiting, self._acked, self._next, self._committed):
+                table.pop(key, None)  # type: ignore[attr-defined]
+
+
 class _Fenced(Exception):
     """Another instance took over this one's transactional.id or group.instance.id."""
 
@@ -277,6 +339,16 @@ class Processor:
         self._last_activity = time.monotonic()
         self._restarts_in_a_row = 0
         self._in_transaction = False
+        self._unacked = _Unacknowledged()
+        """At-least-once: what may be committed."""
+        self._delivery_failures: list[str] = []
+        """At-least-once: outputs the broker refused (the run stops at the next commit)."""
+        self._commit_error: KafkaError | None = None
+        """At-least-once: the last asynchronous commit's error, if it failed."""
+        self._unit_dead_letters = 0
+        """Exactly-once: dead letters in the open transaction."""
+        self._taken = 0
+        """At-least-once: records handed to the producer (`consumed` counts their acknowledgements)."""
 
     # -- lifecycle --------------------------------------------------------------------------------
     def open(self) -> None:
@@ -300,6 +372,7 @@ class Processor:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed",
+            "on_commit": self._on_commit,
         }
         if self.config.instance_id:
             conf["group.instance.id"] = self.config.instance_id
@@ -339,13 +412,21 @@ class Processor:
                 if self._stop_requested or (should_stop is not None and should_stop()):
                     stopped = "stopped"
                     break
-                left = None if max_records is None else max_records - self.stats.consumed
+                done = self._taken if self._streaming_acks else self.stats.consumed
+                left = None if max_records is None else max_records - done
                 if left is not None and left <= 0:
                     stopped = "max_records"
                     break
-                batch = self._collect(
-                    self.config.batch_size if left is None else min(left, self.config.batch_size)
-                )
+                try:
+                    batch = self._collect(
+                        self.config.batch_size if left is None else min(left, self.config.batch_size)
+                    )
+                except KafkaException as exc:
+                    if self.config.guarantee is not Guarantee.EXACTLY_ONCE:
+                        raise
+                    # begin_transaction or a produce failed mid-unit: abort (or restart) and redo it
+                    self._recover(exc.args[0], self._batch)
+                    continue
                 if batch:
                     self._complete(batch)
                     self._last_activity = time.monotonic()
@@ -371,9 +452,14 @@ class Processor:
         limit = idle_timeout_s if self._ever_assigned else max(idle_timeout_s, self.config.timeout_s)
         return time.monotonic() - self._last_activity >= limit
 
+    @property
+    def _streaming_acks(self) -> bool:
+        return self.config.guarantee is Guarantee.AT_LEAST_ONCE
+
     def close(self, *, fenced: bool = False) -> None:
-        """Wait for outstanding deliveries (at-most-once: unacknowledged ones count as lost) and
-        leave the group (a static member stays until its session times out). Commits nothing."""
+        """Wait for outstanding deliveries (at-most-once: unacknowledged ones count as lost;
+        at-least-once: then commit what was acknowledged) and leave the group (a static member
+        stays until its session times out). Exactly-once commits nothing here."""
         producer, consumer = self._producer, self._consumer
         self._producer = self._consumer = None
         try:
@@ -385,7 +471,16 @@ class Processor:
                 producer.flush(self.config.timeout_s)
                 self.stats.lost += len(producer)
             elif self.config.guarantee is Guarantee.AT_LEAST_ONCE:
-                producer.flush(self.config.timeout_s)  # nothing is outstanding between batches
+                producer.flush(self.config.timeout_s)
+                if consumer is not None and not fenced:
+                    try:
+                        self._commit_acknowledged(consumer, producer, asynchronous=False)
+                    except (PipelinesError, _Fenced) as exc:
+                        log.warning(
+                            "at-least-once: the last commit failed (%s); a restart writes "
+                            "what came after the previous one again",
+                            exc,
+                        )
             elif self._in_transaction and not fenced:
                 # Stopped by an error mid-transaction: abort now rather than leave read_committed
                 # consumers waiting for transaction.timeout.ms.
@@ -409,23 +504,31 @@ class Processor:
 
     # -- collecting a batch -----------------------------------------------------------------------
     def _collect(self, limit: int) -> list[Message]:
-        """Up to `limit` records: wait at most ~0.2 s for the first (so `run` can check its stop
-        conditions), then until the batch is full or `batch_timeout_s` after the first."""
+        """One unit of up to `limit` records: wait at most ~0.2 s for the first (so `run` can
+        check its stop conditions), then until the unit is full or `commit_interval_s` after the
+        first. At-least-once and exactly-once produce each record's output as it arrives."""
         assert self._consumer is not None
         self._batch = []
         first_at: float | None = None
+        streaming = self.config.guarantee is not Guarantee.AT_MOST_ONCE
         while len(self._batch) < limit and not self._stop_requested:
             if first_at is None:
                 wait = 0.2
             else:
-                wait = first_at + self.config.batch_timeout_s - time.monotonic()
+                wait = first_at + self.config.commit_interval_s - time.monotonic()
                 if wait <= 0:
                     break
-            messages = self._consumer.consume(num_messages=limit - len(self._batch), timeout=min(wait, 0.2))
+            # What is already fetched, without waiting; else wait for the next record, not for a
+            # full batch (consume(n, timeout) returns only when it has n records or timed out).
+            messages = self._consumer.consume(num_messages=limit - len(self._batch), timeout=0)
+            if not messages:
+                messages = self._consumer.consume(num_messages=1, timeout=min(wait, 0.2))
             for msg in messages:
                 err = msg.error()
                 if err is None:
                     self._batch.append(msg)
+                    if streaming:
+                        self._emit(msg)
                 elif err.code() in FENCED_CODES:
                     raise _Fenced(f"consumer fenced: {err.str()}")
                 elif err.fatal():
@@ -433,17 +536,52 @@ class Processor:
                 else:
                     # Transient (a broker restarting, a leader moving): librdkafka retries itself.
                     log.warning("consumer: %s", err.str())
+            if streaming:
+                self._producer_or_fail().poll(0)  # delivery reports, as they come
             if self._batch and first_at is None:
                 first_at = time.monotonic()
             elif not self._batch:
                 break
         return self._batch
 
+    def _emit(self, msg: Message) -> None:
+        """Produce one record's output now: at-least-once with a delivery report that lets its
+        offset be committed, exactly-once inside the open transaction (begun by the unit's first)."""
+        out = self._output(msg)
+        if self.config.guarantee is Guarantee.EXACTLY_ONCE:
+            if not self._in_transaction:
+                self._producer_or_fail().begin_transaction()
+                self._in_transaction = True
+                self._unit_dead_letters = 0
+            self._produce(out, None)
+            self._unit_dead_letters += out.is_dead_letter
+            return
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and partition is not None and offset is not None
+        tp = (topic, partition)
+        self._unacked.add(tp, offset)
+        self._taken += 1
+        stats, unacked, failures = self.stats, self._unacked, self._delivery_failures
+        dead_letter = out.is_dead_letter
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failures.append(err.str())
+                return
+            unacked.acknowledged(tp, offset)
+            stats.consumed += 1
+            if dead_letter:
+                stats.dead_lettered += 1
+            else:
+                stats.shipped += 1
+
+        self._produce(out, on_delivery)
+
     # -- completing a batch -----------------------------------------------------------------------
     def _complete(self, batch: list[Message]) -> None:
-        outputs = [self._output(msg) for msg in batch]
-        offsets = self._positions(batch)
         if self.config.guarantee is Guarantee.AT_MOST_ONCE:
+            outputs = [self._output(msg) for msg in batch]
+            offsets = self._positions(batch)
             # The previous batch's acknowledgements first: without this wait the commits would race
             # ahead of the deliveries, and a crash would lose everything still queued, not one batch.
             self._producer_or_fail().flush(self.config.timeout_s)
@@ -452,11 +590,10 @@ class Processor:
             self._produce_all(outputs, _Acknowledgements(self.stats, count_lost=True))
             self.stats.consumed += len(batch)
         elif self.config.guarantee is Guarantee.AT_LEAST_ONCE:
-            self._write_acknowledged(outputs)
-            self._commit(offsets)  # only now: a crash before this line writes the batch again
-            self.stats.consumed += len(batch)
+            # Written already, record by record; commit up to the first one not yet acknowledged.
+            self._commit_acknowledged(self._consumer_or_fail(), self._producer_or_fail(), asynchronous=True)
         else:
-            self._write_transaction(batch, outputs, offsets)
+            self._commit_transaction(batch)
 
     def _output(self, msg: Message) -> _Output:
         try:
@@ -478,51 +615,70 @@ class Processor:
         positions = self._consumer.position([TopicPartition(t, p) for t, p in sorted(partitions)])
         return [tp for tp in positions if tp.offset >= 0]
 
-    def _produce_all(self, outputs: list[_Output], acks: _Acknowledgements | None = None) -> None:
-        producer = self._producer_or_fail()
+    def _produce_all(self, outputs: list[_Output], acks: _Acknowledgements) -> None:
         for out in outputs:
-            while True:
-                try:
-                    producer.produce(
-                        out.topic,
-                        key=out.key,
-                        value=out.value,
-                        headers=out.headers or None,
-                        on_delivery=acks.callback(out) if acks is not None else None,
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.1)  # back-pressure: serving delivery reports drains the queue
-            producer.poll(0)
+            self._produce(out, acks.callback(out))
+            self._producer_or_fail().poll(0)
 
-    def _write_acknowledged(self, outputs: list[_Output]) -> None:
-        """At-least-once: produce the batch and wait for every acknowledgement, or raise."""
+    def _produce(
+        self, out: _Output, on_delivery: Callable[[KafkaError | None, Message], None] | None
+    ) -> None:
         producer = self._producer_or_fail()
-        acks = _Acknowledgements(self.stats, count_lost=False)
-        self._produce_all(outputs, acks)
-        unacknowledged = producer.flush(self.config.timeout_s)
-        if acks.failures or unacknowledged:
-            cause = (
-                acks.failures[0] if acks.failures else f"not acknowledged within {self.config.timeout_s:g} s"
-            )
+        while True:
+            try:
+                producer.produce(
+                    out.topic,
+                    key=out.key,
+                    value=out.value,
+                    headers=out.headers or None,
+                    on_delivery=on_delivery,
+                )
+                return
+            except BufferError:
+                producer.poll(0.1)  # back-pressure: serving delivery reports drains the queue
+
+    def _commit_acknowledged(self, consumer: Consumer, producer: Producer, *, asynchronous: bool) -> None:
+        """At-least-once: commit each partition up to its first record whose output is not yet
+        acknowledged; raise if the broker refused an output (nothing past it is committed, so a
+        restart writes it again) or the last asynchronous commit was fenced."""
+        producer.poll(0)
+        if self._commit_error is not None:
+            err, self._commit_error = self._commit_error, None
+            if err.code() in FENCED_CODES:
+                raise _Fenced(f"consumer fenced: {err.str()}")
+            log.warning("an offset commit failed (%s); the next one covers its offsets", err.str())
+        offsets = self._unacked.committable()
+        if offsets:
+            if asynchronous:
+                try:
+                    consumer.commit(offsets=offsets, asynchronous=True)
+                except KafkaException as exc:
+                    self._raise_commit_error(exc)
+                self.stats.offset_commits += 1
+            else:
+                self._commit(offsets, consumer)
+            self._unacked.committed(offsets)
+        if self._delivery_failures:
+            failures = self._delivery_failures
             raise PipelinesError(
-                f"{len(acks.failures) + unacknowledged} records of a batch were not written ({cause}); "
-                "its offsets are not committed, so a restart processes it again"
+                f"{len(failures)} outputs were not written ({failures[0]}); offsets are committed only "
+                "up to the records before them, so a restart writes them again"
             )
 
-    def _commit(self, offsets: list[TopicPartition]) -> None:
-        assert self._consumer is not None
+    def _on_commit(self, err: KafkaError | None, _partitions: list[TopicPartition]) -> None:
+        """The consumer's commit callback (asynchronous commits report here, inside a poll)."""
+        if err is not None and err.code() != KafkaError._NO_OFFSET:
+            self._commit_error = err
+
+    def _commit(self, offsets: list[TopicPartition], consumer: Consumer | None = None) -> None:
+        consumer = consumer or self._consumer_or_fail()
         if not offsets:
             return
         try:
-            results = self._consumer.commit(offsets=offsets, asynchronous=False)
+            results = consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            err = exc.args[0]
-            if err.code() == KafkaError._NO_OFFSET:
-                return
-            if err.code() in FENCED_CODES:
-                raise _Fenced(f"consumer fenced: {err.str()}") from None
-            raise PipelinesError(f"offset commit failed: {err.str()}") from None
+            self._raise_commit_error(exc)
+            return
         failed = [tp for tp in results or [] if tp.error is not None]
         if failed:
             raise PipelinesError(
@@ -530,20 +686,28 @@ class Processor:
             )
         self.stats.offset_commits += 1
 
+    @staticmethod
+    def _raise_commit_error(exc: KafkaException) -> None:
+        err = exc.args[0]
+        if err.code() == KafkaError._NO_OFFSET:
+            return
+        if err.code() in FENCED_CODES:
+            raise _Fenced(f"consumer fenced: {err.str()}") from None
+        raise PipelinesError(f"offset commit failed: {err.str()}") from None
+
     # -- exactly-once -----------------------------------------------------------------------------
-    def _write_transaction(
-        self, batch: list[Message], outputs: list[_Output], offsets: list[TopicPartition]
-    ) -> None:
-        """One transaction: outputs, dead letters and offsets. On error the batch is rewound (to be
-        collected and written again), after an abort or with a new producer; fenced → _Fenced."""
-        assert self._consumer is not None
+    def _commit_transaction(self, batch: list[Message]) -> None:
+        """Commit the open transaction (the unit's outputs and dead letters, produced as they came)
+        with the unit's offsets. On error the unit is rewound (to be read and written again), after
+        an abort or with a new producer; fenced -> _Fenced."""
+        consumer = self._consumer_or_fail()
         producer = self._producer_or_fail()
         timeout = self.config.timeout_s
+        if not self._in_transaction:
+            return
         try:
-            producer.begin_transaction()
-            self._in_transaction = True
-            self._produce_all(outputs)
-            group = self._consumer.consumer_group_metadata()
+            offsets = self._positions(batch)
+            group = consumer.consumer_group_metadata()
             self._retrying(lambda: producer.send_offsets_to_transaction(offsets, group, timeout))
             self._retrying(lambda: producer.commit_transaction(timeout))
             self._in_transaction = False
@@ -553,9 +717,9 @@ class Processor:
         self._restarts_in_a_row = 0
         self.stats.transactions_committed += 1
         self.stats.consumed += len(batch)
-        dead = sum(out.is_dead_letter for out in outputs)
+        dead = self._unit_dead_letters
         self.stats.dead_lettered += dead
-        self.stats.shipped += len(outputs) - dead
+        self.stats.shipped += len(batch) - dead
 
     def _retrying(self, call: Callable[[], T]) -> T:
         """`call()`, again while it fails with a retriable error, until `timeout_s` has passed."""
@@ -586,13 +750,20 @@ class Processor:
             raise _Fenced(f"producer fenced: {err.str()}")
         if action == "fatal":
             self._restart_producer(err)
+            self._in_transaction = False
+            self.stats.transactions_aborted += 1
+            self._rewind(batch)
         else:
-            abort_err = self._abort_error()
-            if abort_err is not None:
-                if classify(abort_err) == "fenced":
-                    raise _Fenced(f"producer fenced: {abort_err.str()}")
-                # The abort itself failed: a new producer's init_transactions aborts the transaction.
-                self._restart_producer(abort_err)
+            self._abandon(batch)
+
+    def _abandon(self, batch: list[Message]) -> None:
+        """Abort the open transaction (a new producer if the abort fails) and rewind `batch`."""
+        abort_err = self._abort_error()
+        if abort_err is not None:
+            if classify(abort_err) == "fenced":
+                raise _Fenced(f"producer fenced: {abort_err.str()}")
+            # The abort itself failed: a new producer's init_transactions aborts the transaction.
+            self._restart_producer(abort_err)
         self._in_transaction = False
         self.stats.transactions_aborted += 1
         self._rewind(batch)
@@ -670,6 +841,11 @@ class Processor:
                 f"cannot initialise transactions for transactional.id {txn_id!r}: {exc.args[0].str()}"
             ) from None
 
+    def _consumer_or_fail(self) -> Consumer:
+        if self._consumer is None:
+            raise PipelinesError("the processor is closed")
+        return self._consumer
+
     def _producer_or_fail(self) -> Producer:
         if self._producer is None:
             raise PipelinesError("the processor is closed")
@@ -697,12 +873,32 @@ class Processor:
         self._last_activity = time.monotonic()
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Nothing of the unfinished batch was written or committed: its records from these
-        # partitions are dropped, and their next owner reads them from the committed offset.
+        # While the partitions are still this member's, finish the unit: at-least-once waits for
+        # the outstanding acknowledgements and commits them, exactly-once commits the open
+        # transaction (as Kafka Streams does), at-most-once drops the unfinished batch (nothing of
+        # it was written or committed; the next owner reads it from the committed offset).
+        if self._producer is not None:
+            if self.config.guarantee is Guarantee.AT_LEAST_ONCE:
+                self._producer.flush(self.config.timeout_s)
+                self._commit_acknowledged(consumer, self._producer, asynchronous=False)
+                self._unacked.forget(partitions)
+            elif self.config.guarantee is Guarantee.EXACTLY_ONCE and self._in_transaction:
+                log.info("partitions revoked mid-transaction (%d records): committing it", len(self._batch))
+                self._commit_transaction(self._batch)
+                self._batch.clear()
         self._drop(partitions)
         consumer.incremental_unassign(partitions)
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Lost (the session expired): another member may own them already, so nothing of them can
+        # be committed. Exactly-once aborts the open transaction and rewinds the partitions it
+        # keeps; at-least-once forgets their offsets (their outputs may be written twice).
+        if self.config.guarantee is Guarantee.EXACTLY_ONCE and self._in_transaction and self._producer:
+            gone = {(tp.topic, tp.partition) for tp in partitions}
+            kept = [m for m in self._batch if (m.topic(), m.partition()) not in gone]
+            self._abandon(kept)
+            self._batch.clear()
+        self._unacked.forget(partitions)
         self._drop(partitions)
         consumer.incremental_unassign(partitions)
 

@@ -50,7 +50,7 @@ def test_the_default_transactional_id_is_stable_and_derived_from_the_group() -> 
     ("changes", "message"),
     [
         ({"batch_size": 0}, "--batch-size must be at least 1"),
-        ({"batch_timeout_s": 0.0}, "--batch-timeout must be positive"),
+        ({"commit_interval_s": 0.0}, "--commit-interval must be positive"),
         ({"sink_topic": "orders"}, "use two topics"),
         ({"guarantee": Guarantee.AT_MOST_ONCE, "transactional_id": "t"}, "only for --guarantee exactly-once"),
         ({"transactional_id": ""}, "must not be empty"),

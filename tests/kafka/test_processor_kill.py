@@ -181,7 +181,7 @@ def test_sigkill_the_processor_again_and_again_and_count_lost_and_duplicated(
         "--source-topic", topics.source, "--sink-topic", topics.sink, "--group", group_id,
         # Static membership: a restarted instance takes its partitions back at once, instead of
         # waiting for the killed one's session (45 s) to expire.
-        "--instance-id", "p0", "--batch-size", str(BATCH), "--batch-timeout", "0.2",
+        "--instance-id", "p0", "--batch-size", str(BATCH), "--commit-interval", "0.2",
         "--idle-timeout-s", "3", "--bootstrap-servers", bootstrap,
     ]  # fmt: skip
     env = {**os.environ, "COLUMNS": "300"}  # one summary line, not wrapped to a terminal's width

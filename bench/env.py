@@ -181,6 +181,8 @@ def child(cmd: Sequence[str], **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
         text=True,
         start_new_session=True,
         cwd=kwargs.pop("cwd", ROOT),
+        # One-line summaries stay one line (rich wraps at 80 columns when stderr is not a terminal).
+        env=kwargs.pop("env", {**os.environ, "COLUMNS": "400"}),
         **kwargs,
     )
     try:

@@ -11,6 +11,17 @@ after its transaction committed). Broker and bench share one clock. Every order 
 shipment (counts equal, matched by key), or the run is marked incorrect.
 
 Before each measurement a warm-up of 200 orders must come through, so start-up is not measured.
+
+Where the time goes, per run (`stages` in the JSON): `order_to_sink_append_ms` (the order's append
+to its shipment's append: fetch, transform, produce; the pipeline's own work) and
+`sink_append_to_visible_ms` (the shipment's append to its receipt: for exactly-once the wait for
+the transaction's commit, then the reader's fetch); Spark runs add the mean milliseconds per
+micro-batch of each phase Spark reports in its progress (`durationMs`: latestOffset, queryPlanning,
+walCommit, addBatch, commitOffsets, triggerExecution), the processor its summary line (commits or
+transactions). `cdf_ms` keeps every 0.5th percentile of each run, for the CDF chart.
+
+The Python processor runs at its profile's commit interval (100 ms) and, for the trade-off table,
+exactly-once at 10 ms and 1 s too (`python_exactly_once_10ms`, `python_exactly_once_1000ms`).
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from bench import env
-from bench.stats import latency_summary, summarize
+from bench.stats import latency_summary, percentile, summarize
 
 CONFIGS = (
     "spark_microbatch",
@@ -33,7 +44,11 @@ CONFIGS = (
     "spark_realtime",
     "python_at_least_once",
     "python_exactly_once",
+    "python_exactly_once_10ms",
+    "python_exactly_once_1000ms",
 )
+COMMIT_INTERVALS_S = {"python_exactly_once_10ms": 0.01, "python_exactly_once_1000ms": 1.0}
+SPARK_PHASES = ("latestOffset", "queryPlanning", "walCommit", "addBatch", "commitOffsets", "triggerExecution")
 LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
 
 
@@ -58,9 +73,16 @@ class Tail:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for msg in self._consumer.consume(1000, 0.05):
+            # What has arrived, without waiting; else wait for the next record. (consume(n, t) waits
+            # for n records or t seconds: at 1,000/s consume(1000, 0.05) would hold each record up to
+            # 50 ms before the receive time is taken.)
+            messages = self._consumer.consume(1000, 0)
+            if not messages:
+                msg = self._consumer.poll(0.05)
+                messages = [msg] if msg is not None else []
+            now = time.time() * 1000
+            for msg in messages:
                 if msg.error() is None:
-                    now = time.time() * 1000
                     self.received.setdefault(msg.key(), (now, msg.timestamp()[1]))
 
     def close(self) -> None:
@@ -129,8 +151,10 @@ class _Pipeline:
                 guarantee="at-least-once" if at_least_once else "exactly-once",
             )
         else:
-            guarantee = "exactly-once" if self.config == "python_exactly_once" else "at-least-once"
+            guarantee = "exactly-once" if "exactly_once" in self.config else "at-least-once"
             cmd = [env.PIPELINES, "process", "orders-to-shipments", "--guarantee", guarantee]
+            if self.config in COMMIT_INTERVALS_S:
+                cmd += ["--commit-interval", str(COMMIT_INTERVALS_S[self.config])]
             cmd += ["--source-topic", self.source, "--sink-topic", self.sink, "--group", env.unique("proc")]
             cmd += ["--bootstrap-servers", self.bootstrap]
             self._ctx = env.child(
@@ -140,13 +164,39 @@ class _Pipeline:
             )
             self._proc = self._ctx.__enter__()
 
-    def stop(self) -> None:
+    def stop(self) -> dict[str, Any]:
+        """Stop it; what it says about itself: Spark's mean phase times per micro-batch, or the
+        processor's summary line."""
+        said: dict[str, Any] = {}
         if self._queries:
+            said["spark_phase_ms"] = _spark_phases(self._queries)
             self._queries.stop()
             self._queries = None
         if self._ctx is not None:
             self._ctx.__exit__(None, None, None)
             self._ctx = None
+            lines = (self.workdir / "processor.err").read_text().strip().splitlines()
+            said["processor_summary"] = lines[-1] if lines else ""
+        return said
+
+
+def _spark_phases(queries: Any) -> dict[str, Any]:
+    """Mean `durationMs` per phase over the micro-batches that read records (real-time mode reports
+    its long-running batches, not per-record phases)."""
+    out: dict[str, Any] = {}
+    group = getattr(queries, "queries", None)
+    for query in group.values() if isinstance(group, dict) else [queries]:
+        progress = [p for p in (query.recentProgress or []) if p.get("numInputRows", 0) > 0]
+        if not progress:
+            continue
+        out[query.name or "query"] = {
+            "batches": len(progress),
+            **{
+                phase: sum(p.get("durationMs", {}).get(phase, 0) for p in progress) / len(progress)
+                for phase in SPARK_PHASES
+            },
+        }
+    return out
 
 
 def measure(
@@ -163,6 +213,7 @@ def measure(
     sink = env.new_topic(bootstrap, "bench-shipments", 1, **LOG_APPEND)
     tail = Tail(bootstrap, sink)
     pipeline = _Pipeline(config, spark_factory, bootstrap, source, sink, workdir)
+    said: dict[str, Any] = {}
     try:
         pipeline.start()
         _generate(bootstrap, source, 200, 1000, seed=seed * 1000)  # warm-up: distinct keys
@@ -174,7 +225,7 @@ def measure(
         with contextlib.suppress(TimeoutError):  # reported as incorrect below
             env.wait_for(done, 60, f"{config}: every shipment")
     finally:
-        pipeline.stop()
+        said = pipeline.stop()
         tail.close()
     appended = {
         k: v for k, v in _orders_appended(bootstrap, source, count + 200).items() if k.startswith(prefix)
@@ -182,10 +233,17 @@ def measure(
     received = {k: v for k, v in tail.received.items() if k.startswith(prefix)}
     visible = [received[k][0] - appended[k] for k in appended if k in received]
     at_append = [received[k][1] - appended[k] for k in appended if k in received]
+    to_visible = [received[k][0] - received[k][1] for k in appended if k in received]
     ok = len(appended) == count and len(received) == count and set(received) == set(appended)
     return {
         "visible_ms": latency_summary(visible) if visible else None,
         "append_ms": latency_summary(at_append) if at_append else None,
+        "stages": {
+            "order_to_sink_append_ms": latency_summary(at_append) if at_append else None,
+            "sink_append_to_visible_ms": latency_summary(to_visible) if to_visible else None,
+            **said,
+        },
+        "cdf_ms": [percentile(visible, q / 2) for q in range(201)] if visible else [],
         "check": {"ok": ok, "orders": len(appended), "shipments": len(received), "requested": count},
     }
 
@@ -221,6 +279,13 @@ def run(
                 "rate": rate,
                 "correct": all(r["check"]["ok"] for r in runs),
                 **{p: summarize([r["visible_ms"][p] for r in ok_runs]) for p in ("p50", "p95", "p99")},
+                "stages": {
+                    stage: {
+                        p: summarize([r["stages"][stage][p] for r in ok_runs if r["stages"].get(stage)])
+                        for p in ("p50", "p99")
+                    }
+                    for stage in ("order_to_sink_append_ms", "sink_append_to_visible_ms")
+                },
                 "runs": runs,
             }
     return {"seconds_per_run": seconds, "rates": list(rates), "results": results}

@@ -7,7 +7,9 @@
 - `processor_at_least_once`, `processor_exactly_once`: the Python consume-transform-produce
   processor (`pipelines process orders-to-shipments --max-records N`), a child process timed from
   its start (Python start-up and the consumer group join included, as the naive loop is) to its
-  exit, into a fresh sink topic.
+  exit, into a fresh sink topic, at its profile's commit interval (100 ms);
+  `processor_exactly_once_10ms` and `processor_exactly_once_1000ms` at 10 ms and 1 s, for the
+  latency/throughput trade-off table (transactions per second from its summary line).
 - `spark_customer_counts`: the stateful per-customer count job (`start_customer_order_counts`,
   available-now, Delta MERGE sink, no dead-letter query) into a fresh table.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from collections import defaultdict
@@ -40,8 +43,11 @@ IMPLEMENTATIONS = (
     "spark_shipments_at_least_once",
     "processor_at_least_once",
     "processor_exactly_once",
+    "processor_exactly_once_10ms",
+    "processor_exactly_once_1000ms",
     "spark_customer_counts",
 )
+COMMIT_INTERVALS_S = {"processor_exactly_once_10ms": 0.01, "processor_exactly_once_1000ms": 1.0}
 
 
 class Orders:
@@ -167,9 +173,18 @@ def run_spark_shipments(
     }
 
 
-def run_processor(guarantee: str, bootstrap: str, topic: str, sent: Orders, workdir: Path) -> dict[str, Any]:
+def run_processor(
+    guarantee: str,
+    bootstrap: str,
+    topic: str,
+    sent: Orders,
+    workdir: Path,
+    commit_interval_s: float | None = None,
+) -> dict[str, Any]:
     sink = env.new_topic(bootstrap, "bench-shipments", PARTITIONS)
     cmd = [env.PIPELINES, "process", "orders-to-shipments", "--guarantee", guarantee]
+    if commit_interval_s is not None:
+        cmd += ["--commit-interval", str(commit_interval_s)]
     cmd += ["--source-topic", topic, "--sink-topic", sink, "--group", env.unique("proc")]
     cmd += ["--max-records", str(sent.count), "--bootstrap-servers", bootstrap]
     started = time.monotonic()
@@ -180,10 +195,15 @@ def run_processor(guarantee: str, bootstrap: str, topic: str, sent: Orders, work
         raise RuntimeError(f"the processor failed ({proc.returncode}): {err[-1500:]}")
     keys = sink_keys(bootstrap, sink)
     ok = keys.value() == sent.keys.value()
+    summary = err.strip().splitlines()[-1:]
+    found = re.search(r"(transactions committed|offset commits) ([\d,]+)", summary[0] if summary else "")
+    commits = int(found.group(2).replace(",", "")) if found else None
     return {
         "rate": sent.count / seconds,
         "seconds": seconds,
-        "check": {"ok": ok, "shipments": keys.n, "summary": err.strip().splitlines()[-1:]},
+        "commits": commits,
+        "commits_per_s": commits / seconds if commits is not None else None,
+        "check": {"ok": ok, "shipments": keys.n, "summary": summary},
     }
 
 
@@ -233,7 +253,8 @@ def _run_one(
         return run_spark_shipments(spark, bootstrap, topic, sent, workdir, guarantee="at-least-once")
     if name == "spark_customer_counts":
         return run_spark_customer_counts(spark, bootstrap, topic, sent, workdir)
-    return run_processor(name.removeprefix("processor_").replace("_", "-"), bootstrap, topic, sent, workdir)
+    guarantee = "exactly-once" if "exactly_once" in name else "at-least-once"
+    return run_processor(guarantee, bootstrap, topic, sent, workdir, COMMIT_INTERVALS_S.get(name))
 
 
 def run(

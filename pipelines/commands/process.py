@@ -16,6 +16,7 @@ instance id) prints it too, then fails with one line that says so.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 from typing import Annotated
@@ -165,6 +166,11 @@ def orders_to_shipments(
         ),
         highlight=False,
     )
+    # Everything loaded so far (the CLI, rich, confluent-kafka: ~80,000 objects) lives as long as
+    # the process. Frozen, a full collection no longer walks it while a record is on its way
+    # through: 30-38 ms per full collection before, measured on this project's 2-core machine.
+    gc.collect()
+    gc.freeze()
     result = processor.run(max_records=max_records, idle_timeout_s=idle_timeout_s)
     err.print(result.summary(), highlight=False)
     if result.stopped == "fenced":

@@ -27,13 +27,12 @@ from pipelines.jobs.checkpoint import CheckpointSpec
 from pipelines.jobs.runner import add_read_options, job_parser, run_job, start_from_args
 from pipelines.kafka.job_topics import JobTopics
 from pipelines.queries import QueryGroup
-from pipelines.registry.jobs import add_format_options, resolve_format
+from pipelines.registry.jobs import AvroPlans, RenewingRun, add_format_options, resolve_format
 from pipelines.registry.local import registry_url
 from pipelines.registry.schemas import SchemaStore, contract_schema
-from pipelines.registry.spark import read_plan
 from pipelines.sinks import delta_row_count, start_delta_append
 from pipelines.sources import KafkaSource
-from pipelines.transforms.avro import parse_avro_events
+from pipelines.transforms.avro import AvroReadPlan, parse_avro_events
 from pipelines.transforms.sales import parse_sales, to_sales_rows
 
 SALES_TO_DELTA = "sales_to_delta"
@@ -49,6 +48,39 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+def start_sales_to_delta(
+    spark: SparkSession,
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    delta_path: Path,
+    checkpoint: Path,
+    trigger: str = "available-now",
+    starting_offsets: str = "earliest",
+    max_offsets_per_trigger: int | None = None,
+    avro_plan: AvroReadPlan | None = None,
+) -> QueryGroup:
+    """Start the spine's one query, `delta`: `topic` -> parsed sales -> append to `delta_path`
+    (JSON, or Avro read with `avro_plan` when one is given)."""
+    parse: Callable[[DataFrame], DataFrame] = (
+        partial(parse_avro_events, spec=SALES, plan=avro_plan) if avro_plan is not None else parse_sales
+    )
+    group = QueryGroup(SALES_TO_DELTA, trigger)
+    source = KafkaSource(spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger)
+    with group.starting():
+        group.add(
+            "delta",
+            start_delta_append(
+                source.read().transform(parse).transform(to_sales_rows),
+                delta_path=delta_path,
+                checkpoint=checkpoint,
+                trigger=group.trigger,
+                query_name=SALES_TO_DELTA,
+            ),
+        )
+    return group
 
 
 def sales_to_delta(
@@ -72,32 +104,33 @@ def sales_to_delta(
     counted as `rejected`.
 
     `value_format="avro"` reads the Confluent wire format with the plan read from the registry at
-    `registry_url` when the query starts; a record of a schema registered later stops the query,
-    naming its id (start the job again: it continues from its checkpoint with that schema).
+    `registry_url` when the query starts; a record of a schema registered later fails the query,
+    which starts again from its checkpoint with that schema (`pipelines.registry.jobs.RenewingRun`,
+    as the other jobs do); a record of an id the registry does not have costs one such restart and
+    is then rejected (`avro_unknown_schema_id`).
     """
     if value_format == "avro":
         if registry_url is None:
             raise ValueError("value_format avro needs a registry_url")
-        plan = read_plan(SchemaStore(registry_url), contract_schema("sales"))
-    parse: Callable[[DataFrame], DataFrame] = (
-        partial(parse_avro_events, spec=SALES, plan=plan) if value_format == "avro" else parse_sales
-    )
-    group = QueryGroup(SALES_TO_DELTA, trigger)
-    source = KafkaSource(spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger)
+        plans = AvroPlans(SchemaStore(registry_url), contract_schema("sales"))
+    else:
+        plans = AvroPlans()
     before = delta_row_count(spark, delta_path)
-    with group.starting():
-        group.add(
-            "delta",
-            start_delta_append(
-                source.read().transform(parse).transform(to_sales_rows),
-                delta_path=delta_path,
-                checkpoint=checkpoint,
-                trigger=group.trigger,
-                query_name=SALES_TO_DELTA,
-            ),
-        )
-    group.await_termination()
-    read = group.input_rows("delta")
+    groups = RenewingRun(
+        plans,
+        lambda p: start_sales_to_delta(
+            spark,
+            bootstrap_servers=bootstrap_servers,
+            topic=topic,
+            delta_path=delta_path,
+            checkpoint=checkpoint,
+            trigger=trigger,
+            starting_offsets=starting_offsets,
+            max_offsets_per_trigger=max_offsets_per_trigger,
+            avro_plan=p.plan,
+        ),
+    ).run()
+    read = sum(g.input_rows("delta") for g in groups)
     written = delta_row_count(spark, delta_path) - before
     return RunSummary(read=read, written=written, rejected=read - written)
 

@@ -4,7 +4,9 @@ A job reading Avro reads its plan from the registry before its queries start
 (`pipelines.registry.spark.read_plan`). When a record of a schema registered later arrives, its
 queries fail with that id; `AvroPlans.renew` reads the plan again with it and the job starts its
 queries again from their checkpoints, so nothing is lost and nothing is read twice (the failed
-micro-batch was not committed). Each new id costs one restart, a few seconds.
+micro-batch was not committed). Each new id costs one restart, a few seconds. An id the registry
+does not have (a positive id of another registry) costs one restart too, per run of the job: the
+new plan knows it as unknown and its records are dead-lettered (`avro_unknown_schema_id`).
 """
 
 from __future__ import annotations
@@ -91,18 +93,19 @@ class AvroPlans:
             return False
         self.seen.add(new)
         self.plan = read_plan(self.store, self.reader, self.seen)
-        known = (
-            "readable"
-            if new in self.plan.writers
-            else "not readable"
-            if new in self.plan.unreadable
-            else "unknown"
-        )
-        print(
-            f"schema id {new} was registered after the job started ({known}): starting the queries again "
-            "from their checkpoints with it",
-            file=sys.stderr,
-        )
+        if new in self.plan.unknown:
+            what = (
+                f"schema id {new} is not in the registry at {self.store.url} (a record of another "
+                "registry?): starting the queries again from their checkpoints, its records dead-lettered "
+                "as avro_unknown_schema_id"
+            )
+        else:
+            known = "readable" if new in self.plan.writers else "not readable"
+            what = (
+                f"schema id {new} was registered after the job started ({known}): starting the queries "
+                "again from their checkpoints with it"
+            )
+        print(what, file=sys.stderr)
         return True
 
 

@@ -9,10 +9,12 @@ later with a default is skipped, or filled).
 
 What may be read is fixed when the query starts (`AvroReadPlan`, built by the job from the
 registry, plain values here): the readable writer schemas by id, the registered ids the reader
-cannot read, and the newest id registered then. A record whose id is above that was registered
-after the job started: the query fails with `NEW_SCHEMA_ID` and the id, and the job starts its
-queries again with a new plan (`pipelines.registry.spark`), resuming from the checkpoint, so that record
-is read, not dead-lettered. An id at or below it that the registry does not have is
+cannot read, the ids met in records that the registry does not have, and the newest id registered
+then. A record whose id is above that was registered after the job started: the query fails with
+`NEW_SCHEMA_ID` and the id, and the job starts its queries again with a new plan
+(`pipelines.registry.spark`), resuming from the checkpoint, so that record is read, not
+dead-lettered. An id at or below it that the registry does not have, or one the plan already
+looked up and the registry does not have (a positive id from another registry), is
 `avro_unknown_schema_id`.
 
 The reason codes (`pipelines.contracts.AVRO_REASON_CODES`, first defect wins) and their details are
@@ -40,12 +42,15 @@ NEW_SCHEMA_ID = "pipelines: a schema registered after the job started, id "
 class AvroReadPlan:
     """How a job reads a topic in Avro: `reader` the job's schema (JSON text); `writers` the
     registered schemas it can read, by id; `unreadable` the registered ids it cannot read;
-    `newest_id` the newest id registered when the plan was made."""
+    `unknown` ids met in records that the registry did not have when the plan was made (records
+    of another registry: dead-lettered, never a reason to start again); `newest_id` the newest id
+    registered when the plan was made."""
 
     reader: str
     writers: Mapping[int, str] = field(default_factory=dict)
     unreadable: frozenset[int] = frozenset()
     newest_id: int = 0
+    unknown: frozenset[int] = frozenset()
 
 
 def _u8(value: Column, position: int) -> Column:
@@ -142,7 +147,7 @@ def parse_avro_events(kafka_df: DataFrame, spec: EventSpec, plan: AvroReadPlan) 
         .when(size < 5, F.lit("avro_truncated"))
         .when(ids.isin(unreadable), F.lit("avro_unreadable_schema"))
         .when(
-            ~ids.isin(known) & (ids > plan.newest_id),
+            ~ids.isin(known) & ~ids.isin(sorted(plan.unknown)) & (ids > plan.newest_id),
             F.raise_error(F.concat(F.lit(NEW_SCHEMA_ID), ids.cast("string"))).cast("string"),
         )
         .when(~ids.isin(known), F.lit("avro_unknown_schema_id"))

@@ -177,7 +177,7 @@ def test_every_option_reaches_the_start_function(job: str) -> None:
     # Parameters only the Python API offers (make run shares orders.dlq between two jobs; an Avro
     # job's read plan is renewed by its main when a schema is registered while it runs).
     api_only = {
-        "customer_order_counts": {"dead_letters"},
+        "customer_order_counts": {"dead_letters", "avro_plan"},
         "revenue_per_minute": {"avro_plan"},
         "orders_to_shipments": {"avro_plan"},
     }

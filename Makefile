@@ -10,6 +10,10 @@ PYTEST_ARGS ?=
 # the SparkSession's tests on one worker and the cluster's on one); TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 BENCH_ARGS ?=
+# `make run FORMAT=avro`: the demo in Avro, with the local schema registry (`pipelines demo --format
+# avro`); RUN_ARGS passes any other option of `pipelines demo`, e.g. RUN_ARGS="--count 20000".
+FORMAT ?=
+RUN_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup jars run test test-fast lint format broker-start broker-stop clean
@@ -33,8 +37,8 @@ $(INSTALLED): pyproject.toml
 jars: $(INSTALLED) ## Resolve the Kafka and Delta jars with Maven into .jars/ (quick when up to date)
 	@$(BIN)/pipelines jars --resolve
 
-run: setup ## Run the whole stack once: local Kafka broker, seeded events, Spark job into Delta, a table of what it wrote
-	@$(BIN)/pipelines demo
+run: setup ## Run the whole stack once: local Kafka broker, seeded events, Spark job into Delta, a table of what it wrote (FORMAT=avro: in Avro with a schema registry; RUN_ARGS="--count N")
+	@$(BIN)/pipelines demo $(if $(FORMAT),--format $(FORMAT)) $(RUN_ARGS)
 
 test: setup ## Run the whole test suite on a real broker and a real SparkSession (two workers; the 15 slowest tests listed at the end)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)

@@ -80,6 +80,15 @@ def jars(
 @app.command("demo")
 def demo(
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="sales events to produce")] = 5000,
+    value_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="json (default; also $PIPELINES_FORMAT) or avro: the events in Avro (Confluent wire "
+            "format) with the local schema registry, started too (and stopped at the end if this run "
+            "started it), the contract's schemas registered under <topic>-value; `make run FORMAT=avro`",
+        ),
+    ] = None,
     live: Annotated[
         bool,
         typer.Option("--live", help="keep generators and jobs running (a batch every 5 s) for the dashboard"),
@@ -95,21 +104,34 @@ def demo(
 ) -> None:
     """Run the whole stack once (what `make run` does): broker, topic, events, Spark job, Delta.
 
+    With --format avro (or PIPELINES_FORMAT=avro) the events are Avro in the Confluent wire format:
+    the local schema registry starts too (in $PIPELINES_REGISTRY_DIR, else .pipelines/registry), the
+    jobs read Avro with the registered schemas, and the report is the same as in JSON. `make run
+    FORMAT=avro` runs it.
+
     With --live, generators and the revenue and shipments jobs keep running until --duration or
-    Ctrl-C, so `pipelines dashboard` (in another terminal) moves.
+    Ctrl-C, so `pipelines dashboard` (in another terminal) moves (JSON only).
     """
-    from pipelines.demo import run_demo, run_live_demo
+    from pipelines.demo import FORMATS, run_demo, run_live_demo
 
     if not live and (rate != 50.0 or duration is not None):
         raise PipelinesError(
             "--rate and --duration go with --live: pipelines demo --live --rate N --duration S"
+        )
+    fmt = value_format or os.environ.get("PIPELINES_FORMAT") or "json"
+    if fmt not in FORMATS:
+        raise PipelinesError(f"--format must be json or avro, not {fmt!r} (also $PIPELINES_FORMAT)")
+    if live and fmt != "json":
+        raise PipelinesError(
+            "the live demo runs in JSON only: run `pipelines demo --format avro` without --live "
+            "(or unset PIPELINES_FORMAT for --live)"
         )
     settings = settings_for(profile)
     if live:
         raise typer.Exit(
             run_live_demo(settings, os.environ, rate=rate, duration_s=duration, verbose=_VERBOSE[0])
         )
-    raise typer.Exit(run_demo(settings, os.environ, count, verbose=_VERBOSE[0]))
+    raise typer.Exit(run_demo(settings, os.environ, count, verbose=_VERBOSE[0], value_format=fmt))
 
 
 _VERBOSE = [False]

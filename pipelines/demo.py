@@ -1,7 +1,10 @@
 """`make run`: the whole stack on one machine, end to end, then what it computed.
 
-1. starts the local Kafka broker (unless one already runs) and creates the topics;
-2. produces seeded sales (a few late and malformed, then a closing heartbeat) and orders;
+1. starts the local Kafka broker (unless one already runs) and creates the topics; in Avro
+   (`--format avro`, `make run FORMAT=avro`) also the local schema registry, with the contract's
+   schemas registered under `<topic>-value`;
+2. produces seeded sales (a few late and malformed, then a closing heartbeat) and orders, in JSON or
+   in Avro (the Confluent wire format, with the Avro malformed classes);
 3. runs three Spark jobs concurrently in one session: revenue per category per minute (into
    Delta, bad records to `sales.dlq`), orders -> shipments (bad orders to `orders.dlq`) and the
    per-customer order counts (a compacted topic and a Delta table), until every window is final;
@@ -9,9 +12,12 @@
    dead-lettered), the dead-letter reasons with their counts, shipments and top customers;
 5. writes a chart (PNG) and a markdown report to `.pipelines/report/`.
 
-It stops what it started, also on Ctrl-C, and is safe to run again: each run continues the event
-time where the previous one ended (kept in `.pipelines/demo-state.json`), so the job's checkpoint
-and table simply grow.
+It stops what it started (the broker, the registry), also on Ctrl-C, and is safe to run again:
+each run continues the event time where the previous one ended (kept in
+`.pipelines/demo-state.json`), so the job's checkpoint and table simply grow. A run in the other
+format than the previous one's continues the same topics, checkpoints and tables; it is refused
+while the previous run was interrupted, as its jobs would read the events it left in one format
+with the other's parser.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from pipelines.contracts import (
     dead_letter_topic,
 )
 from pipelines.errors import PipelinesError
-from pipelines.generators.common import DEFAULT_START
+from pipelines.generators.common import DEFAULT_START, format_timestamp
 from pipelines.generators.events import generate_events
 from pipelines.generators.heartbeat import send_heartbeats
 from pipelines.generators.ledger import read_ledger
@@ -50,13 +56,17 @@ from pipelines.generators.publish import publish_events
 from pipelines.kafka.admin import create_topic, end_offsets, read_range
 from pipelines.kafka.producer import make_producer
 from pipelines.local.broker import LocalBroker
+from pipelines.registry.local import LocalRegistry, local_registry
 from pipelines.spark_interrupt import StopQueriesOnInterrupt
 
 if TYPE_CHECKING:
+    from pipelines.generators.avro import EventWriters
     from pipelines.queries import QueryGroup
 
 console = Console(stderr=True, soft_wrap=True)
 STEPS = 6
+"""Steps of a run in JSON; in Avro one more: the schema registry."""
+FORMATS = ("json", "avro")
 RUNNING = "processing-time=0 seconds"
 """The demo's jobs run micro-batches back to back until every window of the run is final."""
 
@@ -87,14 +97,27 @@ def _parse_ts(text: str) -> datetime:
 
 
 def _demo_setup(
-    settings: Settings,
+    settings: Settings, value_format: str = "json"
 ) -> tuple[Path, Path, int, datetime, TopicSettings, str, LocalBroker]:
     """What `run_demo` and `run_live_demo` start from: the data folder, the state file (runs so far,
     where event time continues), this run's number and first event time from it, the sales topic's
-    settings and its dead-letter topic, and the local broker (not started)."""
+    settings and its dead-letter topic, and the local broker (not started).
+
+    PipelinesError when the previous run wrote its events in the other format and was interrupted:
+    its events not read yet would be read with this run's parser and dead-lettered."""
+    if value_format not in FORMATS:
+        raise PipelinesError(f"--format must be json or avro, not {value_format!r} (also $PIPELINES_FORMAT)")
     data_dir = settings.resolve_path(settings.paths.data_dir)
     state_file = data_dir.parent / "demo-state.json"
     state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    previous = state.get("format", "json")
+    if previous != value_format and state.get("finished") is False:
+        raise PipelinesError(
+            f"the previous run (run {state.get('run')}) wrote its events in {previous} and was interrupted: "
+            f"its jobs may not have read them all, and this run would read them as {value_format} and "
+            f"dead-letter them. Finish it first with `pipelines demo --format {previous}`, or start afresh "
+            "with `make clean`"
+        )
     run = int(state.get("run", 0)) + 1
     start = _parse_ts(state["next_start"]) if "next_start" in state else DEFAULT_START
     topic = settings.topics[SALES_TOPIC]
@@ -108,17 +131,26 @@ def _demo_setup(
 
 
 def run_demo(
-    settings: Settings, environ: Mapping[str, str], count: int = 5000, *, verbose: bool = False
+    settings: Settings,
+    environ: Mapping[str, str],
+    count: int = 5000,
+    *,
+    verbose: bool = False,
+    value_format: str = "json",
 ) -> int:
-    """`make run`; `verbose` also shows Spark's INFO log on the terminal (it always goes to the log file)."""
-    data_dir, state_file, run, start, topic, dlq, broker = _demo_setup(settings)
+    """`make run`; `verbose` also shows Spark's INFO log on the terminal (it always goes to the log
+    file). `value_format="avro"`: the events in Avro, with the local schema registry (started here
+    unless it runs already, and then stopped at the end) and the contract's schemas registered."""
+    data_dir, state_file, run, start, topic, dlq, broker = _demo_setup(settings, value_format)
+    avro = value_format == "avro"
+    steps = STEPS + (1 if avro else 0)
     began = time.monotonic()
     step = 0
 
     def say(text: str) -> None:
         nonlocal step
         step += 1
-        console.print(f"[bold cyan][{step}/{STEPS}][/] {text}  [dim]({time.monotonic() - began:.0f} s)[/]")
+        console.print(f"[bold cyan][{step}/{steps}][/] {text}  [dim]({time.monotonic() - began:.0f} s)[/]")
 
     say(f"starting the local Kafka broker in {broker.directory}")
     was_running = broker.running() is not None
@@ -130,8 +162,28 @@ def run_demo(
         console.print("[yellow]interrupted[/] while the broker was starting; nothing else ran")
         raise
     servers = broker_state.bootstrap_servers
+    registry: LocalRegistry | None = None
+    registry_started = False
     try:
         console.print(f"      broker at {servers}" + ("" if started_here else " (already running)"))
+        registry_url: str | None = None
+        writers: dict[str, EventWriters] = {}
+        if avro:
+            registry = local_registry(settings, environ)
+            say(f"starting the local schema registry in {registry.directory} and registering the schemas")
+            registry_was_running = registry.running() is not None
+            try:
+                registry_state, registry_started = registry.start()
+            except KeyboardInterrupt:
+                if not registry_was_running:  # interrupted while the registry it launched was starting
+                    registry.stop()
+                raise
+            registry_url = registry_state.ccompat_url
+            console.print(
+                f"      registry at {registry_url}" + ("" if registry_started else " (already running)"),
+                highlight=False,
+            )
+            writers = _register_schemas(registry_url, topic.name)
         names = (topic.name, ORDERS_TOPIC, SHIPMENTS_TOPIC, CUSTOMER_COUNTS_TOPIC)
         say(f"creating topics {', '.join(names)} and the dead-letter topics")
         create_topic(servers, topic.name, partitions=topic.partitions, exist_ok=True)
@@ -149,7 +201,9 @@ def run_demo(
         seed = 1000 + run
         ledger = data_dir.parent / f"demo-run-{run}.jsonl"
         ledger.parent.mkdir(parents=True, exist_ok=True)
-        say(f"producing {count:,} sales from {start:%H:%M:%S} UTC (seed {seed}; 2% late, 2% malformed)")
+        in_avro = f" in Avro (schema id {writers['sales'].schema_id})" if avro else ""
+        faults = "2% late, 2% malformed"
+        say(f"producing {count:,} sales{in_avro} from {start:%H:%M:%S} UTC (seed {seed}; {faults})")
         producer = make_producer(servers, settings.kafka.producer)
         events = list(
             generate_events(
@@ -160,19 +214,30 @@ def run_demo(
                 malformed_fraction=0.02,
                 late_by_s=300,
                 start=start,
+                avro=writers["sales"].writers if avro else None,
             )
         )
-        latest = max(_parse_ts(json.loads(e.value)["timestamp"]) for e in events if e.kind == "valid")
+        latest = max(e.event_time for e in events if e.kind == "valid" and e.event_time is not None)
         # Claimed before the first event is sent: a run after this one, also after Ctrl-C, continues
         # event time after these events instead of producing the same events again.
-        next_start = (latest + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        state_file.write_text(json.dumps({"run": run, "next_start": next_start}))
+        next_start = latest + timedelta(minutes=5)
+        _save_state(state_file, run, next_start, value_format=value_format, finished=False)
         report = publish_events(producer, topic.name, events, ledger=ledger)
         entries = read_ledger(ledger)
-        send_heartbeats(producer, topic.name, latest + timedelta(minutes=2))
+        beat_at = latest + timedelta(minutes=2)
+        beat_record: dict[str, object] = {"heartbeat": True, "timestamp": format_timestamp(beat_at)}
+        beat = writers["sales"].encode(beat_record) if avro else None
+        send_heartbeats(producer, topic.name, beat_at, value=beat)
         console.print(f"      sales: {report.summary()}; then a heartbeat per partition")
         orders_ledger = data_dir.parent / f"demo-run-{run}-orders.jsonl"
-        orders_events = generate_events("orders", count // 2, seed=seed, malformed_fraction=0.01, start=start)
+        orders_events = generate_events(
+            "orders",
+            count // 2,
+            seed=seed,
+            malformed_fraction=0.01,
+            start=start,
+            avro=writers["orders"].writers if avro else None,
+        )
         orders_report = publish_events(producer, ORDERS_TOPIC, orders_events, ledger=orders_ledger)
         order_kinds: Counter[str] = Counter(e.kind for e in read_ledger(orders_ledger))
         console.print(f"      orders: {orders_report.summary()}")
@@ -190,11 +255,15 @@ def run_demo(
                 batch_size=demo_batch_size(count, topic.partitions),
                 on_running=say,
                 verbose=verbose,
+                value_format=value_format,
+                registry_url=registry_url,
             )
         except (PySparkException, Py4JJavaError) as exc:
             from pipelines.spark import job_log_dir, spark_failure
 
             raise PipelinesError(spark_failure("Spark", exc, job_log_dir(settings) / "spark.log")) from None
+        # Every event of this run was read: a run in the other format may follow.
+        _save_state(state_file, run, next_start, value_format=value_format, finished=True)
         summary, shipped, counted, top, revenue = ran.summary, ran.shipped, ran.counted, ran.top, ran.revenue
         _print_revenue(revenue)
         letters = {t: read_range(servers, t, dlq_start[t], end_offsets(servers, t)) for t in dlq_start}
@@ -234,6 +303,9 @@ def run_demo(
         console.print("[yellow]interrupted[/]: the Spark queries are stopped; run again to continue")
         raise
     finally:
+        if registry is not None and registry_started:
+            console.print("      stopping the schema registry this run started")
+            registry.stop()
         if started_here:
             console.print("      stopping the broker this run started")
             broker.stop()
@@ -244,6 +316,26 @@ def run_demo(
         highlight=False,
     )
     return 0
+
+
+def _register_schemas(registry_url: str, sales_topic: str) -> dict[str, EventWriters]:
+    """Register the contract's schemas under `<topic>-value` (BACKWARD), as `pipelines schemas
+    register` does, and say so; the Avro writers of the sales and the orders."""
+    from pipelines.generators.avro import avro_writers
+    from pipelines.registry.schemas import SchemaStore, contract_schema
+
+    store = SchemaStore(registry_url)
+    contracts = (("sales", sales_topic), ("orders", ORDERS_TOPIC), ("shipments", SHIPMENTS_TOPIC))
+    for event_type, name in contracts:
+        version = store.register(name, contract_schema(event_type))
+        console.print(
+            f"      {version.subject}: version {version.version}, id {version.schema_id} (BACKWARD)",
+            highlight=False,
+        )
+    return {
+        "sales": avro_writers(store, "sales", sales_topic),
+        "orders": avro_writers(store, "orders", ORDERS_TOPIC),
+    }
 
 
 @dataclass(frozen=True)
@@ -267,6 +359,8 @@ def _run_spark_jobs(
     batch_size: int,
     on_running: Callable[[str], None],
     verbose: bool = False,
+    value_format: str = "json",
+    registry_url: str | None = None,
 ) -> _SparkResults:
     """Runs the three jobs concurrently in one session until every window of the run is final, and
     reads back what they wrote. Ctrl-C stops the queries cleanly and ends in KeyboardInterrupt."""
@@ -302,6 +396,8 @@ def _run_spark_jobs(
                 dlq_topic=dlq,
                 trigger=RUNNING,
                 max_offsets_per_trigger=batch_size,
+                value_format=value_format,
+                registry_url=registry_url,
             )
             groups: list[QueryGroup] = [job]
             try:
@@ -313,6 +409,8 @@ def _run_spark_jobs(
                     sink_topic=SHIPMENTS_TOPIC,
                     checkpoint=checkpoint_dir / "orders_to_shipments",
                     trigger=RUNNING,
+                    value_format=value_format,
+                    registry_url=registry_url,
                 )
                 groups.append(shipments)
                 interrupt.check()
@@ -325,6 +423,8 @@ def _run_spark_jobs(
                     delta_path=counts_path,
                     trigger=RUNNING,
                     dead_letters=False,  # the shipments job owns orders.dlq
+                    value_format=value_format,
+                    registry_url=registry_url,
                 )
                 groups.append(counts)
                 interrupt.check()
@@ -578,6 +678,7 @@ def run_live_demo(
     servers = broker_state.bootstrap_servers
     generators: list[_LiveGenerator] = []
     sales: _LiveGenerator | None = None
+    finished = False
     try:
         create_topic(servers, topic.name, partitions=topic.partitions, exist_ok=True)
         for name, partitions in [
@@ -635,7 +736,7 @@ def run_live_demo(
                     # Claimed before the first event is sent (a run after this one starts after a
                     # day of event time at this rate); rewritten with the real end when it stops.
                     ahead = timedelta(milliseconds=100 * count) + timedelta(minutes=5)
-                    _save_state(state_file, run, start + ahead)
+                    _save_state(state_file, run, start + ahead, finished=False)
                     # A producer per generator thread: librdkafka crashed (segfault in rdk:main) with
                     # one producer flushed from two threads at once.
                     sales = _LiveGenerator(
@@ -685,6 +786,9 @@ def run_live_demo(
                     )
                     console.print("[bold cyan]live[/] stopped sending; waiting for the last window to close")
                     _wait_for_window(spark, table_path, last.replace(second=0, microsecond=0), job.main)
+                    for group in groups:  # every event sent is read: a run in Avro may follow
+                        group.process_all_available()
+                    finished = True
                 finally:
                     for generator in generators:
                         generator.stop()
@@ -700,7 +804,7 @@ def run_live_demo(
             )
         finally:
             if sales is not None:
-                _save_state(state_file, run, sales.latest + timedelta(minutes=5))
+                _save_state(state_file, run, sales.latest + timedelta(minutes=5), finished=finished)
             spark.stop()
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the generators and the Spark queries are stopped")
@@ -716,10 +820,21 @@ def run_live_demo(
     return 0
 
 
-def _save_state(state_file: Path, run: int, next_start: datetime) -> None:
+def _save_state(
+    state_file: Path, run: int, next_start: datetime, *, value_format: str = "json", finished: bool
+) -> None:
+    """Record the run: its number, where the next run's event time starts, the format of its
+    events, and whether its jobs have read them all (`finished`)."""
     state_file.parent.mkdir(parents=True, exist_ok=True)
     state_file.write_text(
-        json.dumps({"run": run, "next_start": next_start.strftime("%Y-%m-%dT%H:%M:%S.000Z")})
+        json.dumps(
+            {
+                "run": run,
+                "next_start": next_start.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                "format": value_format,
+                "finished": finished,
+            }
+        )
     )
 
 

@@ -376,11 +376,6 @@ def _tracking_latest(
         yield event
 
 
-_FOREIGN = {"orders": "sales", "sales": "orders"}
-"""The registered schema the `avro_unreadable_schema` events of a type are written with: the other
-event type's contract schema (under its own subject), which the type's readers cannot read."""
-
-
 def _avro_writers(
     settings: Settings, event_type: str, topic: str, url: str | None, schema: Path | None
 ) -> tuple[AvroWriters, int, Callable[[dict[str, object]], bytes]]:
@@ -388,31 +383,12 @@ def _avro_writers(
     topic's schema (`schema`, else the contract's) and the foreign one registered first, so a
     schema the registry refuses stops the run in one line before any event is sent."""
     from pipelines.commands.registry import registry_url
-    from pipelines.generators.events import AvroWriters
-    from pipelines.registry.avro import WireEncoder, avro_record
-    from pipelines.registry.schemas import SchemaStore, contract_schema, load_schema
+    from pipelines.generators.avro import avro_writers
+    from pipelines.registry.schemas import SchemaStore, load_schema
 
     store = SchemaStore(registry_url(settings, url))
-    own = WireEncoder(store, topic, load_schema(schema) if schema else contract_schema(event_type))
-    other = _FOREIGN[event_type]
-    foreign = WireEncoder(store, other, contract_schema(other))
-
-    def encode(document: dict[str, object]) -> bytes:
-        return own.encode(avro_record(document))
-
-    def encode_foreign(document: dict[str, object]) -> bytes:
-        return foreign.encode(avro_record(_as_other_type(other, document)))
-
-    return AvroWriters(encode, encode_foreign), own.schema_id, encode
-
-
-def _as_other_type(other: str, document: dict[str, object]) -> dict[str, object]:
-    """The event as a record of the `other` type, made from its own fields (a producer that wrote
-    to the wrong topic)."""
-    shared = {k: document[k] for k in ("order_id", "amount", "currency", "timestamp")}
-    if other == "orders":
-        return {"order_id": shared["order_id"], "customer_id": "cust-00000", **shared}
-    return {"sale_id": f"sale-of-{shared['order_id']}", "category": "unknown", **shared}
+    made = avro_writers(store, event_type, topic, load_schema(schema) if schema else None)
+    return made.writers, made.schema_id, made.encode
 
 
 def _require_topic(producer: Producer, servers: str, topic: str) -> None:

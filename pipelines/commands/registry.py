@@ -26,7 +26,12 @@ registry_app = typer.Typer(
     no_args_is_help=True,
 )
 
-DirOpt = Annotated[Path | None, typer.Option("--dir", help="registry folder (default: .pipelines/registry)")]
+DirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir", help="registry folder (default: $PIPELINES_REGISTRY_DIR, else .pipelines/registry)"
+    ),
+]
 RegistryUrlOpt = Annotated[
     str | None,
     typer.Option(

@@ -255,6 +255,8 @@ class LocalRegistry(Launcher[str, RegistryState]):
 
 REGISTRY_DIR = Path(".pipelines/registry")
 """The local registry's folder, relative to the project root."""
+DIR_ENV = "PIPELINES_REGISTRY_DIR"
+"""Another folder for the local registry (a relative one is relative to the project root)."""
 JAVA_HOME_ENV = "PIPELINES_REGISTRY_JAVA_HOME"
 URL_ENV = "PIPELINES_SCHEMA_REGISTRY_URL"
 
@@ -262,9 +264,10 @@ URL_ENV = "PIPELINES_SCHEMA_REGISTRY_URL"
 def local_registry(
     settings: Settings, environ: Mapping[str, str], directory: Path | None = None
 ) -> LocalRegistry:
-    """The project's local registry (in `directory`, else `.pipelines/registry`)."""
+    """The project's local registry: in `directory` (`--dir`), else $PIPELINES_REGISTRY_DIR, else
+    `.pipelines/registry`."""
     return LocalRegistry(
-        directory or settings.resolve_path(REGISTRY_DIR),
+        directory or settings.resolve_path(Path(environ.get(DIR_ENV) or REGISTRY_DIR)),
         settings.resolve_path(settings.paths.jars_dir),
         java_home=environ.get(JAVA_HOME_ENV),
     )

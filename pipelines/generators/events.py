@@ -188,7 +188,8 @@ def generate_events(
     """Yield `count` events of `event_type` ("orders" or "sales"): valid ones, and the late and
     malformed ones the fractions ask for, in a reproducible order (see the module docstring).
     With `avro`, values are Avro in the Confluent wire format and the malformed ones are of
-    AVRO_MALFORMED_MIX; the valid and late events are the same events as in JSON.
+    AVRO_MALFORMED_MIX; the valid events are the same events as in JSON (the late ones are not:
+    their timestamps differ).
 
     Raises ValueError at once (not at the first event) for an unknown type, a negative count,
     fractions outside 0..1 or adding up to more than 1, or a lateness not beyond the normal disorder.

@@ -57,10 +57,8 @@ def start_kafka_sink(
     query_name: str,
     output_mode: str = "append",
     extra_options: dict[str, str] | None = None,
-    stateless: bool = False,
 ) -> StreamingQuery:
-    """Write a stream of `key`, `value` (and optionally `headers`) rows to `topic`. `stateless`
-    (no aggregation, join or state): the micro-batch latency options apply (`latency_options`).
+    """Write a stream of `key`, `value` (and optionally `headers`) rows to `topic`.
 
     At-least-once: a batch written but not yet committed in the checkpoint when the job dies is
     written again on restart, so consumers must tolerate duplicates (keys are deterministic).
@@ -73,38 +71,9 @@ def start_kafka_sink(
         .option("topic", topic)
         .option("checkpointLocation", str(checkpoint))
     )
-    options = {
-        **spark_kafka_options(bootstrap_servers),
-        **latency_options(trigger, stateless=stateless),
-        **(extra_options or {}),
-    }
-    for key, value in options.items():
+    for key, value in {**spark_kafka_options(bootstrap_servers), **(extra_options or {})}.items():
         writer = writer.option(key, value)
     return writer.trigger(**trigger).start()
-
-
-KAFKA_SINK_LATENCY_OPTIONS: dict[str, dict[str, str]] = {
-    # Micro-batches: each batch's offset and commit log entries are written off the batch's path
-    # (Spark's asynchronous progress tracking, for stateless queries into Kafka; real-time mode
-    # turns it on by itself, also with an interval of 0: every batch recorded). At-least-once
-    # either way: a crash may write a batch again.
-    "stateless processingTime": {
-        "asyncProgressTrackingEnabled": "true",
-        "asyncProgressTrackingCheckpointIntervalMs": "0",
-    },
-    # Real-time mode sends each record as it comes: no waiting for others to share its request
-    # (the Kafka client's default linger.ms is 5).
-    "realTime": {"kafka.linger.ms": "0"},
-}
-"""Options the Kafka sinks add for a trigger kind (`availableNow` adds none: it is incompatible
-with asynchronous progress tracking, and a backlog wants batching; stateful queries refuse
-asynchronous progress tracking)."""
-
-
-def latency_options(trigger: dict[str, Any], *, stateless: bool) -> dict[str, str]:
-    """The Kafka sink options for `trigger` (see KAFKA_SINK_LATENCY_OPTIONS)."""
-    kinds = [*trigger, *(f"stateless {kind}" for kind in trigger if stateless)]
-    return {k: v for kind in kinds for k, v in KAFKA_SINK_LATENCY_OPTIONS.get(kind, {}).items()}
 
 
 def start_kafka_transactional_sink(
@@ -234,5 +203,4 @@ def start_dead_letter_sink(
         trigger=trigger,
         query_name=query_name,
         output_mode="update",
-        stateless=True,
     )

@@ -216,7 +216,7 @@ def start_orders_to_shipments(
             "shipments",
             start_kafka_transactional_sink(shipments, marker_topic=source_topic, **sink_options)
             if guarantee == EXACTLY_ONCE
-            else start_kafka_sink(shipments, stateless=True, **sink_options),
+            else start_kafka_sink(shipments, **sink_options),
         )
         dlq = dlq_topic or dead_letter_topic(source_topic)
         start_dead_letters(

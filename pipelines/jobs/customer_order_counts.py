@@ -33,7 +33,7 @@ from pipelines.jobs.checkpoint import CheckpointSpec
 from pipelines.kafka.job_topics import JobTopics
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.queries import QueryGroup
-from pipelines.registry.jobs import AvroPlans, RenewingRun, add_format_options, resolve_format
+from pipelines.registry.jobs import AvroPlans, RenewingRun, add_format_options, job_format
 from pipelines.registry.schemas import SchemaStore, contract_schema
 from pipelines.registry.spark import read_plan
 from pipelines.sinks import start_delta_merge, start_kafka_sink
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         sinks=[args.sink_topic] if args.sink in ("kafka", "both") else [],
         dead_letters=runner.dead_letters(args, args.source_topic),
     )
-    avro = {"format": "avro"} if resolve_format(args, os.environ) == "avro" else {}
+    avro = {"format": "avro"} if job_format(CUSTOMER_ORDER_COUNTS, args, os.environ) == "avro" else {}
     checkpoint = CheckpointSpec(
         queries=("dlq", "kafka", "merge"), identity={"topic": args.source_topic} | avro, stateful=True
     )

@@ -63,7 +63,7 @@ from pipelines.jobs.runner import (
 from pipelines.kafka.admin import list_topics
 from pipelines.kafka.job_topics import JobTopics
 from pipelines.queries import QueryGroup, observe_records
-from pipelines.registry.jobs import AvroPlans, RenewingRun, add_format_options, resolve_format
+from pipelines.registry.jobs import AvroPlans, RenewingRun, add_format_options, job_format
 from pipelines.registry.schemas import SchemaStore, contract_schema
 from pipelines.registry.spark import read_plan
 from pipelines.sinks import start_kafka_sink, start_kafka_transactional_sink
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         sinks=[args.sink_topic],
         dead_letters=dead_letters(args, args.source_topic),
     )
-    resolve_format(args, os.environ)
+    job_format(ORDERS_TO_SHIPMENTS, args, os.environ)
     identity = {"topic": args.source_topic} | ({"format": "avro"} if args.value_format == "avro" else {})
     checkpoint = CheckpointSpec(queries=("shipments", "dlq"), identity=identity)
     return run_job(ORDERS_TO_SHIPMENTS, args, os.environ, run, topics, checkpoint)

@@ -36,7 +36,7 @@ from pipelines.kafka.job_topics import JobTopics
 from pipelines.monitor.checkpoints import last_committed_batch
 from pipelines.monitor.progress import ProgressRecorder
 from pipelines.queries import QueryGroup, observe_records
-from pipelines.registry.jobs import AvroPlans, RenewingRun, add_format_options, resolve_format
+from pipelines.registry.jobs import AvroPlans, RenewingRun, add_format_options, job_format
 from pipelines.registry.schemas import SchemaStore, contract_schema
 from pipelines.registry.spark import read_plan
 from pipelines.sinks import (
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = RevenueRunSummary.total([g.summary() for g in groups])
         return {"progress_file": str(args.progress_file), **summary.as_dict()}, 0 if summary.reconciles else 4
 
-    resolve_format(args, os.environ)
+    job_format(REVENUE_PER_MINUTE, args, os.environ)
     topics = JobTopics(
         sources=[args.topic],
         sinks=[args.output_topic] if args.sink in ("kafka", "both") else [],

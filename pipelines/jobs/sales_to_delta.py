@@ -27,7 +27,7 @@ from pipelines.jobs.checkpoint import CheckpointSpec
 from pipelines.jobs.runner import add_read_options, job_parser, run_job, start_from_args
 from pipelines.kafka.job_topics import JobTopics
 from pipelines.queries import QueryGroup
-from pipelines.registry.jobs import AvroPlans, RenewingRun, add_format_options, resolve_format
+from pipelines.registry.jobs import AvroPlans, RenewingRun, add_format_options, job_format
 from pipelines.registry.local import registry_url
 from pipelines.registry.schemas import SchemaStore, contract_schema
 from pipelines.sinks import delta_row_count, start_delta_append
@@ -158,6 +158,6 @@ def main(argv: list[str] | None = None) -> int:
         summary = start_from_args(sales_to_delta, spark, args, settings)
         return {"delta_path": str(args.delta_path), **summary.as_dict()}, 0
 
-    avro = {"format": "avro"} if resolve_format(args, os.environ) == "avro" else {}
+    avro = {"format": "avro"} if job_format(SALES_TO_DELTA, args, os.environ) == "avro" else {}
     checkpoint = CheckpointSpec(queries=(".",), identity={"topic": args.topic} | avro)
     return run_job(SALES_TO_DELTA, args, os.environ, run, JobTopics(sources=[args.topic]), checkpoint)

@@ -59,6 +59,16 @@ def resolve_format(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
     return str(value)
 
 
+def job_format(job: str, args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """`resolve_format` for a job's entry point, before anything starts: a bad $PIPELINES_FORMAT
+    is one line on stderr and exit status 2, like every other setup error of a job."""
+    try:
+        return resolve_format(args, environ)
+    except PipelinesError as exc:
+        print(f"{job}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 class AvroPlans:
     """The job's read plan (None for JSON), renewed when a newer schema id fails its queries."""
 

@@ -182,3 +182,22 @@ def test_every_option_reaches_the_start_function(job: str) -> None:
         "orders_to_shipments": {"avro_plan"},
     }
     assert parameters - options == api_only.get(job, set())
+
+
+@pytest.mark.parametrize("job", list(ALL_JOBS))
+def test_a_bad_format_in_the_environment_is_one_line_before_anything_starts(
+    job: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = {
+        "sales_to_delta": sales_to_delta,
+        "revenue_per_minute": revenue_per_minute,
+        "orders_to_shipments": orders_to_shipments,
+        "customer_order_counts": customer_order_counts,
+    }[job]
+    monkeypatch.setenv("PIPELINES_FORMAT", "xml")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(BASE + ALL_JOBS[job][1])  # no broker at this address: it must not get that far
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"{job}: $PIPELINES_FORMAT must be json or avro, not 'xml'"
+    ]

@@ -352,7 +352,7 @@ def test_avro_demo_interrupted_while_the_registry_starts_then_run_accounts_for_e
     order_kinds = Counter(e.kind for e in orders)
     assert re.search(
         rf"orders -> shipments: read {len(orders):,} = shipped {order_kinds['valid']:,} \+ dead-lettered "
-        rf"{order_kinds['malformed']:,}: reconciles",
+        rf"{order_kinds['malformed']:,}: reconciles; {order_kinds['valid']:,} records on `shipments`",
         out,
     ), out
     per_customer: dict[str, tuple[int, Decimal]] = {}

@@ -348,3 +348,45 @@ def read_range(
         return records
     finally:
         consumer.close()
+
+
+def count_committed(
+    bootstrap_servers: str, topic: str, start: dict[int, int], end: dict[int, int], timeout_s: float = 30.0
+) -> int:
+    """Records of `topic` between `start` (inclusive) and `end` (exclusive) offsets per partition that
+    a `read_committed` consumer reads: on a topic written in transactions, end minus start would also
+    count each transaction's commit marker (it takes an offset but is no record) and aborted
+    records. Done when the consumer's position reaches `end` on every partition (it moves past the
+    markers, which are never handed out)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    wanted = {p: (start.get(p, 0), e) for p, e in end.items() if e > start.get(p, 0)}
+    if not wanted:
+        return 0
+    consumer = Consumer(
+        {
+            **client_conf(bootstrap_servers),
+            "group.id": "pipelines-reader",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        },
+        logger=_LIBRDKAFKA_LOG,
+    )
+    count = 0
+    try:
+        consumer.assign([TopicPartition(topic, p, s) for p, (s, _) in wanted.items()])
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for msg in consumer.consume(1000, 0.2):
+                if msg.error() is not None:
+                    raise PipelinesError(f"reading {topic!r} failed: {msg.error()}")
+                p, o = msg.partition(), msg.offset()
+                if p in wanted and o is not None and o < wanted[p][1]:
+                    count += 1
+            positions = consumer.position([TopicPartition(topic, p) for p in wanted])
+            if all(tp.offset >= wanted[tp.partition][1] for tp in positions):
+                return count
+            if time.monotonic() >= deadline:
+                raise PipelinesError(f"could not read {topic!r} to its end offsets within {timeout_s} s")
+    finally:
+        consumer.close()

@@ -474,7 +474,7 @@ class Processor:
                 producer.flush(self.config.timeout_s)
                 if consumer is not None and not fenced:
                     try:
-                        self._commit_acknowledged(consumer, producer, asynchronous=False)
+                        self._commit_acknowledged(consumer, producer, asynchronous=False, closing=True)
                     except (PipelinesError, _Fenced) as exc:
                         log.warning(
                             "at-least-once: the last commit failed (%s); a restart writes "
@@ -637,7 +637,9 @@ class Processor:
             except BufferError:
                 producer.poll(0.1)  # back-pressure: serving delivery reports drains the queue
 
-    def _commit_acknowledged(self, consumer: Consumer, producer: Producer, *, asynchronous: bool) -> None:
+    def _commit_acknowledged(
+        self, consumer: Consumer, producer: Producer, *, asynchronous: bool, closing: bool = False
+    ) -> None:
         """At-least-once: commit each partition up to its first record whose output is not yet
         acknowledged; raise if the broker refused an output (nothing past it is committed, so a
         restart writes it again) or the last asynchronous commit was fenced."""
@@ -660,10 +662,13 @@ class Processor:
             self._unacked.committed(offsets)
         if self._delivery_failures:
             failures = self._delivery_failures
-            raise PipelinesError(
+            message = (
                 f"{len(failures)} outputs were not written ({failures[0]}); offsets are committed only "
                 "up to the records before them, so a restart writes them again"
             )
+            if not closing:
+                raise PipelinesError(message)
+            log.warning("at-least-once: %s", message)  # closing: a warning, whether or not it was raised
 
     def _on_commit(self, err: KafkaError | None, _partitions: list[TopicPartition]) -> None:
         """The consumer's commit callback (asynchronous commits report here, inside a poll)."""

@@ -54,6 +54,11 @@ def generate_orders(
     """Yield `count` orders. The stream's clock advances by about `mean_gap_ms` per event, and each
     event's time is that clock minus up to `disorder_ms` (small, bounded out-of-orderness); the
     customer of an order is drawn with probability proportional to 1 / rank ** ZIPF_EXPONENT."""
+    if mean_gap_ms < 0 or disorder_ms < 0 or customers < 1:
+        raise ValueError(
+            f"gaps and disorder must not be negative and there must be customers, not {mean_gap_ms}, "
+            f"{disorder_ms} and {customers}"
+        )
     rng = random.Random(seed)
     ranks = range(1, customers + 1)
     cum_weights = list(itertools.accumulate(1 / r**ZIPF_EXPONENT for r in ranks))

@@ -62,6 +62,8 @@ def generate_sales(
 ) -> Iterator[Sale]:
     """Yield `count` sales. The stream's clock advances by about `mean_gap_ms` per event, and each
     event's time is that clock minus up to `disorder_ms` (small, bounded out-of-orderness)."""
+    if mean_gap_ms < 0 or disorder_ms < 0:
+        raise ValueError(f"gaps and disorder must not be negative, not {mean_gap_ms} and {disorder_ms}")
     rng = random.Random(seed)
     names = [c for c, _ in CATEGORIES]
     # The same draws as rng.choices(names, cum_weights=...), rng.randint(0, k) and rng.randrange(k)

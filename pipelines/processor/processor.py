@@ -307,6 +307,11 @@ class _Unacknowledged:
         for tp in offsets:
             self._committed[(tp.topic, tp.partition)] = tp.offset
 
+    def uncommitted(self, partitions: list[TopicPartition]) -> None:
+        """A commit of these failed: offer them again at the next commit, moved or not."""
+        for tp in partitions:
+            self._committed.pop((tp.topic, tp.partition), None)
+
     def forget(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             key = (tp.topic, tp.partition)
@@ -347,6 +352,15 @@ class Processor:
         """At-least-once: the last asynchronous commit's error, if it failed."""
         self._unit_dead_letters = 0
         """Exactly-once: dead letters in the open transaction."""
+        self._owned: set[tuple[str, int]] = set()
+        """Partitions assigned to this member now: a record fetched in the same consume() call as a
+        revocation of its partition is not this member's to process any more."""
+        self._unit_first: dict[tuple[str, int], int] = {}
+        """Exactly-once: the first offset fetched in the open unit per partition, emitted or not (a
+        rewind must reach every record the consumer has handed over since the last commit)."""
+        self._rewound: set[tuple[str, int]] = set()
+        """Partitions sought back during the current consume() call: its other records of them are
+        stale (they will be read again)."""
         self._taken = 0
         """At-least-once: records handed to the producer (`consumed` counts their acknowledgements)."""
 
@@ -422,7 +436,7 @@ class Processor:
                         self.config.batch_size if left is None else min(left, self.config.batch_size)
                     )
                 except KafkaException as exc:
-                    if self.config.guarantee is not Guarantee.EXACTLY_ONCE:
+                    if not self._in_transaction:
                         raise
                     # begin_transaction or a produce failed mid-unit: abort (or restart) and redo it
                     self._recover(exc.args[0], self._batch)
@@ -509,9 +523,12 @@ class Processor:
         first. At-least-once and exactly-once produce each record's output as it arrives."""
         assert self._consumer is not None
         self._batch = []
+        if not self._in_transaction:
+            self._unit_first.clear()
         first_at: float | None = None
         streaming = self.config.guarantee is not Guarantee.AT_MOST_ONCE
-        while len(self._batch) < limit and not self._stop_requested:
+        taken = 0  # counted here: a revocation may empty self._batch after its records were written
+        while taken < limit and not self._stop_requested:
             if first_at is None:
                 wait = 0.2
             else:
@@ -520,13 +537,19 @@ class Processor:
                     break
             # What is already fetched, without waiting; else wait for the next record, not for a
             # full batch (consume(n, timeout) returns only when it has n records or timed out).
-            messages = self._consumer.consume(num_messages=limit - len(self._batch), timeout=0)
+            self._rewound.clear()
+            messages = self._consumer.consume(num_messages=limit - taken, timeout=0)
             if not messages:
                 messages = self._consumer.consume(num_messages=1, timeout=min(wait, 0.2))
             for msg in messages:
                 err = msg.error()
                 if err is None:
+                    tp = (msg.topic(), msg.partition())
+                    if tp not in self._owned or tp in self._rewound:
+                        continue  # revoked, lost or sought back by a callback inside this consume()
+                    self._unit_first.setdefault(tp, msg.offset())  # type: ignore[arg-type]
                     self._batch.append(msg)
+                    taken += 1
                     if streaming:
                         self._emit(msg)
                 elif err.code() in FENCED_CODES:
@@ -550,9 +573,9 @@ class Processor:
         out = self._output(msg)
         if self.config.guarantee is Guarantee.EXACTLY_ONCE:
             if not self._in_transaction:
-                self._producer_or_fail().begin_transaction()
-                self._in_transaction = True
+                self._in_transaction = True  # set first: a failed begin is recovered like a failed unit
                 self._unit_dead_letters = 0
+                self._producer_or_fail().begin_transaction()
             self._produce(out, None)
             self._unit_dead_letters += out.is_dead_letter
             return
@@ -603,17 +626,16 @@ class Processor:
             return _Output(letter.topic, letter.key, letter.value, letter.headers(), is_dead_letter=True)
         return _Output(self.config.sink_topic, msg.key(), value, msg.headers(), is_dead_letter=False)
 
-    def _positions(self, batch: list[Message]) -> list[TopicPartition]:
-        """The offsets to commit for `batch`: the consumer's position (last record handed over + 1)
-        on each of its partitions."""
-        assert self._consumer is not None
-        partitions: set[tuple[str, int]] = set()
+    @staticmethod
+    def _positions(batch: list[Message]) -> list[TopicPartition]:
+        """The offsets to commit for `batch`: its last record + 1 on each of its partitions (not the
+        consumer's position, which may already be past records fetched but not in the batch)."""
+        last: dict[tuple[str, int], int] = {}
         for msg in batch:
-            topic, partition = msg.topic(), msg.partition()
-            assert topic is not None and partition is not None
-            partitions.add((topic, partition))
-        positions = self._consumer.position([TopicPartition(t, p) for t, p in sorted(partitions)])
-        return [tp for tp in positions if tp.offset >= 0]
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            assert topic is not None and partition is not None and offset is not None
+            last[(topic, partition)] = max(offset, last.get((topic, partition), -1))
+        return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
 
     def _produce_all(self, outputs: list[_Output], acks: _Acknowledgements) -> None:
         for out in outputs:
@@ -670,10 +692,16 @@ class Processor:
                 raise PipelinesError(message)
             log.warning("at-least-once: %s", message)  # closing: a warning, whether or not it was raised
 
-    def _on_commit(self, err: KafkaError | None, _partitions: list[TopicPartition]) -> None:
-        """The consumer's commit callback (asynchronous commits report here, inside a poll)."""
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """The consumer's commit callback (asynchronous commits report here, inside a poll): the
+        partitions whose commit failed are committed again next time."""
+        failed = [tp for tp in partitions or [] if tp.error is not None]
         if err is not None and err.code() != KafkaError._NO_OFFSET:
             self._commit_error = err
+            failed = list(partitions or [])
+        elif failed:
+            self._commit_error = failed[0].error
+        self._unacked.uncommitted(failed)
 
     def _commit(self, offsets: list[TopicPartition], consumer: Consumer | None = None) -> None:
         consumer = consumer or self._consumer_or_fail()
@@ -705,11 +733,11 @@ class Processor:
         """Commit the open transaction (the unit's outputs and dead letters, produced as they came)
         with the unit's offsets. On error the unit is rewound (to be read and written again), after
         an abort or with a new producer; fenced -> _Fenced."""
+        if not self._in_transaction:
+            return
         consumer = self._consumer_or_fail()
         producer = self._producer_or_fail()
         timeout = self.config.timeout_s
-        if not self._in_transaction:
-            return
         try:
             offsets = self._positions(batch)
             group = consumer.consumer_group_metadata()
@@ -719,6 +747,7 @@ class Processor:
         except KafkaException as exc:
             self._recover(exc.args[0], batch)
             return
+        self._unit_first.clear()
         self._restarts_in_a_row = 0
         self.stats.transactions_committed += 1
         self.stats.consumed += len(batch)
@@ -796,23 +825,25 @@ class Processor:
         self.stats.producer_restarts += 1
 
     def _rewind(self, batch: list[Message]) -> None:
-        """Seek the batch's partitions (those still assigned) back to the group's committed offsets
-        (the batch's first offsets where nothing was ever committed): the batch is read again."""
-        assert self._consumer is not None
-        first: dict[tuple[str, int], int] = {}
+        """Seek every partition the unit fetched from (still this member's) back to the group's
+        committed offset (the first offset fetched where nothing was ever committed): whatever the
+        consumer handed over since the last commit, in the batch or not yet emitted, is read again."""
+        consumer = self._consumer_or_fail()
+        first = dict(self._unit_first)
         for msg in batch:
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             assert topic is not None and partition is not None and offset is not None
-            first.setdefault((topic, partition), offset)
-        assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
-        wanted = [TopicPartition(t, p) for (t, p) in first if (t, p) in assigned]
+            first[(topic, partition)] = min(offset, first.get((topic, partition), offset))
+        self._unit_first.clear()
+        wanted = [TopicPartition(t, p) for (t, p) in first if (t, p) in self._owned]
         if not wanted:
             return
         try:
-            committed = self._consumer.committed(wanted, timeout=self.config.timeout_s)
+            committed = consumer.committed(wanted, timeout=self.config.timeout_s)
             for tp in committed:
                 offset = tp.offset if tp.offset >= 0 else first[(tp.topic, tp.partition)]
-                self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+                consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+                self._rewound.add((tp.topic, tp.partition))
         except KafkaException as exc:
             # Going on would skip the batch; stopping leaves it uncommitted for the next start.
             raise PipelinesError(
@@ -874,6 +905,7 @@ class Processor:
     # -- rebalance callbacks (inside consume() and close()) --------------------------------------
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.incremental_assign(partitions)
+        self._owned.update((tp.topic, tp.partition) for tp in partitions)
         self._ever_assigned = True
         self._last_activity = time.monotonic()
 
@@ -891,22 +923,25 @@ class Processor:
                 log.info("partitions revoked mid-transaction (%d records): committing it", len(self._batch))
                 self._commit_transaction(self._batch)
                 self._batch.clear()
-        self._drop(partitions)
+        self._disown(partitions)
         consumer.incremental_unassign(partitions)
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost (the session expired): another member may own them already, so nothing of them can
         # be committed. Exactly-once aborts the open transaction and rewinds the partitions it
         # keeps; at-least-once forgets their offsets (their outputs may be written twice).
+        self._disown(partitions)  # first: the rewind below must not seek them
         if self.config.guarantee is Guarantee.EXACTLY_ONCE and self._in_transaction and self._producer:
-            gone = {(tp.topic, tp.partition) for tp in partitions}
-            kept = [m for m in self._batch if (m.topic(), m.partition()) not in gone]
-            self._abandon(kept)
+            self._abandon(self._batch)
             self._batch.clear()
         self._unacked.forget(partitions)
-        self._drop(partitions)
         consumer.incremental_unassign(partitions)
 
-    def _drop(self, partitions: list[TopicPartition]) -> None:
+    def _disown(self, partitions: list[TopicPartition]) -> None:
+        """No longer this member's: their records in the unfinished batch are dropped (and those
+        fetched in the same consume() call skipped)."""
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._owned -= gone
+        for tp in gone:
+            self._unit_first.pop(tp, None)
         self._batch[:] = [m for m in self._batch if (m.topic(), m.partition()) not in gone]

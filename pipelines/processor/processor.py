@@ -246,21 +246,17 @@ class _Output:
 
 
 class _Acknowledgements:
-    """Delivery callbacks for the outputs of one batch: counts them into `stats` as the broker
-    acknowledges them, and keeps the errors of those it refused."""
+    """At-most-once: delivery callbacks for the outputs of one batch, counted into `stats` as the
+    broker acknowledges them; a refused one is lost (its offset is committed already)."""
 
-    def __init__(self, stats: ProcessorStats, *, count_lost: bool) -> None:
+    def __init__(self, stats: ProcessorStats) -> None:
         self._stats = stats
-        self._count_lost = count_lost
-        self.failures: list[str] = []
 
     def callback(self, out: _Output) -> Callable[[KafkaError | None, Message], None]:
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
-                self.failures.append(err.str())
-                if self._count_lost:
-                    self._stats.lost += 1
-                    log.warning("at-most-once: a record was not acknowledged and is lost: %s", err.str())
+                self._stats.lost += 1
+                log.warning("at-most-once: a record was not acknowledged and is lost: %s", err.str())
             elif out.is_dead_letter:
                 self._stats.dead_lettered += 1
             else:
@@ -610,7 +606,7 @@ class Processor:
             self._producer_or_fail().flush(self.config.timeout_s)
             self._commit(offsets)  # before any output exists: a crash from here on loses, never repeats
             # Not waiting for the acknowledgements: they are counted as they arrive (`lost` if refused).
-            self._produce_all(outputs, _Acknowledgements(self.stats, count_lost=True))
+            self._produce_all(outputs, _Acknowledgements(self.stats))
             self.stats.consumed += len(batch)
         elif self.config.guarantee is Guarantee.AT_LEAST_ONCE:
             # Written already, record by record; commit up to the first one not yet acknowledged.

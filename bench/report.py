@@ -309,7 +309,7 @@ def _latency_stages(lat: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _transactions_per_s(run: dict[str, Any], rate: int, seconds: float) -> float | None:
+def _transactions_per_s(run: dict[str, Any], seconds: float) -> float | None:
     """Transactions a latency run's processor committed per second of input (its summary line)."""
     found = re.search(
         r"transactions committed ([\d,]+)", (run.get("stages") or {}).get("processor_summary", "")
@@ -333,7 +333,7 @@ def _commit_interval_tradeoff(results: dict[str, Any]) -> list[str]:
     ):
         o = orders.get(orders_key)
         for r in sorted((r for r in lat.values() if r["config"] == lat_key), key=lambda r: r["rate"]):
-            tps = [_transactions_per_s(run, r["rate"], seconds) for run in r["runs"]] if seconds else []
+            tps = [_transactions_per_s(run, seconds) for run in r["runs"]] if seconds else []
             tps_text = spread_text(summarize([t for t in tps if t is not None]), "{:,.1f}") if tps else "-"
             latency_text = f"{spread_text(r['p50'])} / {spread_text(r['p99'])}"
             backlog = spread_text(o["rate"]) if o else "-"

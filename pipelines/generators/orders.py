@@ -74,7 +74,7 @@ def generate_orders(
         cents = int(lognormal(8.2, 0.8)) + 1  # median ~ 36 EUR, a long tail of big baskets
         yield Order(
             order_id=f"order-{seed}-{n:08d}",
-            customer_id=f"cust-{ranks[bisect(cum_weights, uniform() * total, 0, last)]:05d}",
+            customer_id=customer_id(ranks[bisect(cum_weights, uniform() * total, 0, last)]),
             amount=Decimal(cents).scaleb(-2),
             currency="EUR",
             timestamp=event_time,

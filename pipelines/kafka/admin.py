@@ -299,20 +299,29 @@ def _high_watermark(consumer: Any, partition: Any, deadline: float) -> int:
             time.sleep(0.2)  # pacing the retries until the deadline; the leader decides when
 
 
+READER_GROUP = "pipelines-reader"
+"""The group id of the project's one-off readers (assigned partitions, nothing committed)."""
+
+
+def _reader(bootstrap_servers: str, extra: dict[str, Any] | None = None) -> Any:
+    """A consumer for reading assigned partitions once: no commits, the project's client settings."""
+    from confluent_kafka import Consumer
+
+    conf = {**client_conf(bootstrap_servers), "group.id": READER_GROUP, "enable.auto.commit": False}
+    return Consumer({**conf, **(extra or {})}, logger=_LIBRDKAFKA_LOG)
+
+
 def read_range(
     bootstrap_servers: str, topic: str, start: dict[int, int], end: dict[int, int], timeout_s: float = 30.0
 ) -> list[Any]:
     """Every record of `topic` from `start` (inclusive) to `end` (exclusive) offsets per partition."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
     wanted = {p: (start.get(p, 0), e) for p, e in end.items() if e > start.get(p, 0)}
     if not wanted:
         return []
-    group = "pipelines-reader"
-    consumer = Consumer(
-        {**client_conf(bootstrap_servers), "group.id": group, "enable.auto.commit": False},
-        logger=_LIBRDKAFKA_LOG,
-    )
+    group = READER_GROUP
+    consumer = _reader(bootstrap_servers)
     records: list[Any] = []
     try:
         # Metadata first: a principal that may not read the topic learns it from the topic's name.
@@ -358,20 +367,12 @@ def count_committed(
     count each transaction's commit marker (it takes an offset but is no record) and aborted
     records. Done when the consumer's position reaches `end` on every partition (it moves past the
     markers, which are never handed out)."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
     wanted = {p: (start.get(p, 0), e) for p, e in end.items() if e > start.get(p, 0)}
     if not wanted:
         return 0
-    consumer = Consumer(
-        {
-            **client_conf(bootstrap_servers),
-            "group.id": "pipelines-reader",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        },
-        logger=_LIBRDKAFKA_LOG,
-    )
+    consumer = _reader(bootstrap_servers, {"isolation.level": "read_committed"})
     count = 0
     try:
         consumer.assign([TopicPartition(topic, p, s) for p, (s, _) in wanted.items()])

@@ -422,7 +422,9 @@ class Processor:
                 if self._stop_requested or (should_stop is not None and should_stop()):
                     stopped = "stopped"
                     break
-                done = self._taken if self._streaming_acks else self.stats.consumed
+                # at-least-once counts `consumed` as acknowledgements arrive, after the records are taken
+                at_least_once = self.config.guarantee is Guarantee.AT_LEAST_ONCE
+                done = self._taken if at_least_once else self.stats.consumed
                 left = None if max_records is None else max_records - done
                 if left is not None and left <= 0:
                     stopped = "max_records"
@@ -461,10 +463,6 @@ class Processor:
         # rebalance): until the first assignment the processor waits up to `timeout_s`.
         limit = idle_timeout_s if self._ever_assigned else max(idle_timeout_s, self.config.timeout_s)
         return time.monotonic() - self._last_activity >= limit
-
-    @property
-    def _streaming_acks(self) -> bool:
-        return self.config.guarantee is Guarantee.AT_LEAST_ONCE
 
     def close(self, *, fenced: bool = False) -> None:
         """Wait for outstanding deliveries (at-most-once: unacknowledged ones count as lost;

@@ -1,7 +1,7 @@
 """End-to-end latency of order -> shipment at a fixed input rate.
 
-Topics have one partition (Spark's real-time mode needs a task slot per source partition and
-query: 2 of the bench session's `local[2]`) and `message.timestamp.type=LogAppendTime`, so every
+Topics have one partition (Spark's real-time mode holds a task slot per source partition for the
+whole run, on the bench session's `local[2]`) and `message.timestamp.type=LogAppendTime`, so every
 record carries the broker's clock. `pipelines generate orders --rate R` sends for the configured
 seconds; a tail consumer in the bench (`read_committed`, fetch wait 10 ms) receives the shipments.
 

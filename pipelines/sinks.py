@@ -51,14 +51,15 @@ def start_kafka_sink(
     df: DataFrame,
     *,
     bootstrap_servers: str,
-    topic: str,
+    topic: str | None,
     checkpoint: Path,
     trigger: dict[str, Any],
     query_name: str,
     output_mode: str = "append",
     extra_options: dict[str, str] | None = None,
 ) -> StreamingQuery:
-    """Write a stream of `key`, `value` (and optionally `headers`) rows to `topic`.
+    """Write a stream of `key`, `value` (and optionally `headers`) rows to `topic`, or with
+    `topic=None` each row to its own `topic` column (Spark's topic option would override it).
 
     At-least-once: a batch written but not yet committed in the checkpoint when the job dies is
     written again on restart, so consumers must tolerate duplicates (keys are deterministic).
@@ -68,9 +69,10 @@ def start_kafka_sink(
         df.writeStream.format("kafka")
         .outputMode(output_mode)
         .queryName(query_name)
-        .option("topic", topic)
         .option("checkpointLocation", str(checkpoint))
     )
+    if topic is not None:
+        writer = writer.option("topic", topic)
     for key, value in {**spark_kafka_options(bootstrap_servers), **(extra_options or {})}.items():
         writer = writer.option(key, value)
     return writer.trigger(**trigger).start()

@@ -58,7 +58,8 @@ def partition_writer(
 
 class TransactionalBatchWriter:
     """A `foreachBatch` function writing `key`, `value` (and `headers`, `partition` if present)
-    rows to `topic`, each partition of each batch id exactly once (see the module docstring)."""
+    rows to `topic` (or to each row's `topic` when the batch has that column, as Spark's kafka sink
+    does), each partition of each batch id exactly once (see the module docstring)."""
 
     def __init__(
         self,
@@ -82,7 +83,7 @@ class TransactionalBatchWriter:
         self._first_batch = True
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
-        columns = [c for c in ("key", "value", "headers", "partition") if c in batch_df.columns]
+        columns = [c for c in ("key", "value", "headers", "partition", "topic") if c in batch_df.columns]
         # Spark replays a batch only as the first of a run (the last one logged and not committed
         # when the previous run ended), so only then can all of it have been written before. The
         # tasks check their own partition's marker on every batch all the same (a retried task).

@@ -45,16 +45,30 @@ def _fresh_start(checkpoint: Path) -> str:
     )
 
 
-def guard_checkpoint(checkpoint: Path, job: str, queries: Iterable[str], identity: Mapping[str, str]) -> None:
+def guard_checkpoint(
+    checkpoint: Path,
+    job: str,
+    queries: Iterable[str],
+    identity: Mapping[str, str],
+    retired: Iterable[str] = (),
+) -> None:
     """Refuse `checkpoint` unless it is new or was made by `job` with the same `identity` (topic,
     window, ...; `shuffle_partitions` is checked against Spark's own record too), and its files
-    parse. `queries` are the query folders the job may have under it. Records the identity on
-    first use."""
+    parse. `queries` are the query folders the job may have under it; `retired` the folders of
+    queries an earlier release of the job ran and this one does not resume (refused, saying so).
+    Records the identity on first use."""
     identity = dict(identity)
     folders = (
         [checkpoint, *sorted(p for p in checkpoint.iterdir() if p.is_dir())] if checkpoint.is_dir() else []
     )
     query_folders = [p for p in folders if (p / "metadata").exists() or (p / "offsets").is_dir()]
+    old = [p.name for p in query_folders if p != checkpoint and p.name in set(retired)]
+    if old:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} holds {_folders(old)}, a query of an earlier release of {job} "
+            f"that this release does not run. If that query had caught up, delete {checkpoint / old[0]} "
+            f"and start again; else finish the run with the earlier release first. {_fresh_start(checkpoint)}"
+        )
     for folder in query_folders:
         _check_files(folder, checkpoint)
     manifest = checkpoint / MANIFEST
@@ -208,3 +222,5 @@ class CheckpointSpec:
     queries: tuple[str, ...]
     identity: Mapping[str, str]
     stateful: bool = False
+    retired: tuple[str, ...] = ()
+    """Query folders of an earlier release of the job (see `guard_checkpoint`)."""

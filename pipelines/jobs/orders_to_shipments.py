@@ -4,20 +4,25 @@
       --bootstrap-servers HOST:PORT --source-topic orders --sink-topic shipments --checkpoint DIR \\
       [--trigger available-now|processing-time=0s|real-time[=5m]] [--dlq-topic orders.dlq]
 
-Two queries read the source topic, each with its own folder under the checkpoint:
+One query reads the source topic and parses each order once (`pipelines.transforms.shipments.
+route_orders`), with its checkpoint in `<checkpoint>/shipments`:
 
-* `shipments`: every valid order becomes a shipment on the sink topic (pipelines.transforms.shipments:
-  key and headers of the order, value `{"shipment_id", "order_id", "customer_id", "status",
-  "created_at"}`);
-* `dlq`: every order that does not parse goes to the dead-letter topic (default `<source>.dlq`) with
-  its original key and bytes and the reason, as the revenue job does.
+* every valid order becomes a shipment on the sink topic (key and headers of the order, value
+  `{"shipment_id", "order_id", "customer_id", "status", "created_at"}`);
+* every order that does not parse goes to the dead-letter topic (default `<source>.dlq`) with its
+  original key and bytes and the reason, as the revenue job does.
+
+(Until this release a second query, `<checkpoint>/dlq`, read and parsed every order again for the
+dead letters; a checkpoint with that folder is refused with what to do, see
+`pipelines.jobs.checkpoint.guard_checkpoint`.)
 
 Guarantee (`guarantee=`, `--guarantee`):
 
-* **exactly-once**: each partition of each micro-batch of shipments is written by its executor
-  task in one Kafka transaction that also records the batch id (`pipelines.kafka.transactional_sink`);
-  what a replayed batch already committed is skipped, so a `read_committed` consumer sees every
-  shipment once. Micro-batch triggers only; the executors' Python needs confluent-kafka.
+* **exactly-once**: each partition of each micro-batch (shipments and dead letters) is written by
+  its executor task in one Kafka transaction that also records the batch id
+  (`pipelines.kafka.transactional_sink`); what a replayed batch already committed is skipped, so a
+  `read_committed` consumer sees every shipment and every dead letter once. Micro-batch triggers
+  only; the executors' Python needs confluent-kafka.
 * **at-least-once**: Spark's own kafka sink. A micro-batch is written to Kafka first and committed
   in the checkpoint after; a crash in between writes that batch again on restart, and the
   duplicates are real records on the topic: every shipment carries a deterministic key and
@@ -25,14 +30,14 @@ Guarantee (`guarantee=`, `--guarantee`):
   Real-time mode is always at-least-once: its long-running tasks write each record as it arrives,
   there is no micro-batch to wrap in a transaction.
 
-The dead-letter query is at-least-once either way (Spark's kafka sink).
+Dead letters share the shipments' guarantee: they are rows of the same query.
 
 Triggers (`pipelines.triggers`): `available-now`, `processing-time=…` (micro-batches) and
 `real-time[=<checkpoint interval>]`, Spark's low-latency mode, for which every transform here
-qualifies (projections and filters only). Real-time mode keeps one task per source partition
-running for the whole batch, in each of the two queries: it needs 2 x partitions free task slots,
-and with fewer it does not fail, it silently never reads the partitions left without a slot (seen
-on Spark 4.2.0, local[2], a 3-partition topic). `start_orders_to_shipments` therefore checks the
+qualifies (projections only). Real-time mode keeps one task per source partition running for the
+whole batch: it needs a free task slot per partition, and with fewer it does not fail, it silently
+never reads the partitions left without a slot (seen on Spark 4.2.0, local[2], a 3-partition topic,
+when the job still had two queries). `start_orders_to_shipments` therefore checks the
 slots first and refuses to start instead. An available-now run ends with one JSON line: records
 read, shipped, dead-lettered.
 """
@@ -45,7 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from pipelines.config import Settings
 from pipelines.contracts import ORDERS_TOPIC, SHIPMENTS_TOPIC, dead_letter_topic
@@ -57,7 +62,6 @@ from pipelines.jobs.runner import (
     dead_letters,
     job_parser,
     run_job,
-    start_dead_letters,
     start_from_args,
 )
 from pipelines.kafka.admin import list_topics
@@ -70,16 +74,19 @@ from pipelines.sinks import start_kafka_sink, start_kafka_transactional_sink
 from pipelines.sources import KafkaSource
 from pipelines.transforms.avro import AvroReadPlan
 from pipelines.transforms.shipments import (
+    avro_shipment,
     parse_avro_orders_with_headers,
     parse_orders_with_headers,
-    to_avro_shipments,
-    to_shipments,
+    route_orders,
+    shipment_json,
 )
 from pipelines.triggers import is_real_time
 
 ORDERS_TO_SHIPMENTS = "orders_to_shipments"
-QUERIES = ("shipments", "dlq")
+QUERIES = ("shipments",)
 """The job's queries, which are also the names of their checkpoint folders."""
+RETIRED_QUERIES = ("dlq",)
+"""Checkpoint folders of queries earlier releases ran (the separate dead-letter query)."""
 METRICS = "orders"
 """Name of the observed metrics of the shipments query (read, dead_lettered), in its progress."""
 
@@ -108,7 +115,7 @@ REAL_TIME_IS_AT_LEAST_ONCE = (
 
 
 def real_time_slots_needed(source_partitions: int) -> int:
-    """Task slots real-time mode needs for this job: one per source partition in each query."""
+    """Task slots real-time mode needs for this job: one per source partition (one query)."""
     return len(QUERIES) * source_partitions
 
 
@@ -122,8 +129,8 @@ def check_real_time_slots(spark: SparkSession, *, bootstrap_servers: str, topic:
     needed, slots = real_time_slots_needed(partitions), spark.sparkContext.defaultParallelism
     if slots < needed:
         raise PipelinesError(
-            f"real-time mode needs {needed} task slots here ({len(QUERIES)} queries x {partitions} "
-            f"partitions of {topic!r}), the session has {slots}: a partition without a slot would "
+            f"real-time mode needs {needed} task slots here (one per partition of {topic!r}), the "
+            f"session has {slots}: a partition without a slot would "
             f"never be read. Give Spark more cores (--master local[{needed}] or more executor "
             "cores), or use --trigger processing-time=0s."
         )
@@ -145,10 +152,10 @@ def start_orders_to_shipments(
     registry_url: str | None = None,
     avro_plan: AvroReadPlan | None = None,
 ) -> QueryGroup:
-    """Start the `shipments` and `dlq` queries (see the module docstring) as one group.
+    """Start the job's `shipments` query (see the module docstring), which writes the shipments and
+    the dead letters, as a group; its checkpoint folder is `checkpoint/shipments`.
 
-    Each query has its own checkpoint folder, `checkpoint/shipments` and `checkpoint/dlq`. Both
-    write in update mode: for these stateless queries it emits exactly the rows append mode
+    It writes in update mode: for this stateless query it emits exactly the rows append mode
     would, and it is the only mode real-time mode accepts. `max_offsets_per_trigger` bounds each
     micro-batch; it is not passed in real-time mode, whose tasks read records as they arrive and
     which fails the query on it ("maxOffsetsPerTrigger is not compatible with real time mode").
@@ -189,24 +196,19 @@ def start_orders_to_shipments(
         shipment_schema = store.register(sink_topic, contract_schema("shipments"))
         plan = avro_plan
 
-        def parsed() -> DataFrame:
-            return parse_avro_orders_with_headers(source.read(), plan)
-
-        def shipment_rows(df: DataFrame) -> DataFrame:
-            return to_avro_shipments(df, shipment_schema.schema_id, shipment_schema.schema)
+        parsed = parse_avro_orders_with_headers(source.read(), plan)
+        shipment_value = avro_shipment(shipment_schema.schema_id, shipment_schema.schema)
     else:
+        parsed = source.read().transform(parse_orders_with_headers)
+        shipment_value = shipment_json()
 
-        def parsed() -> DataFrame:
-            return source.read().transform(parse_orders_with_headers)
-
-        def shipment_rows(df: DataFrame) -> DataFrame:
-            return to_shipments(df)
-
+    dlq = dlq_topic or dead_letter_topic(source_topic)
     with group.starting():
-        shipments = observe_records(parsed(), METRICS).transform(shipment_rows)
+        rows = route_orders(
+            observe_records(parsed, METRICS), shipment_value, sink_topic=sink_topic, dlq_topic=dlq
+        )
         sink_options: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
-            "topic": sink_topic,
             "checkpoint": checkpoint / "shipments",
             "trigger": group.trigger,
             "query_name": group.query_name("shipments"),
@@ -214,13 +216,9 @@ def start_orders_to_shipments(
         }
         group.add(
             "shipments",
-            start_kafka_transactional_sink(shipments, marker_topic=source_topic, **sink_options)
+            start_kafka_transactional_sink(rows, topic=sink_topic, marker_topic=source_topic, **sink_options)
             if guarantee == EXACTLY_ONCE
-            else start_kafka_sink(shipments, **sink_options),
-        )
-        dlq = dlq_topic or dead_letter_topic(source_topic)
-        start_dead_letters(
-            group, parsed(), bootstrap_servers=bootstrap_servers, topic=dlq, checkpoint=checkpoint
+            else start_kafka_sink(rows, topic=None, **sink_options),  # each row to its `topic`
         )
     return group
 
@@ -293,5 +291,5 @@ def main(argv: list[str] | None = None) -> int:
     )
     job_format(ORDERS_TO_SHIPMENTS, args, os.environ)
     identity = {"topic": args.source_topic} | ({"format": "avro"} if args.value_format == "avro" else {})
-    checkpoint = CheckpointSpec(queries=("shipments", "dlq"), identity=identity)
+    checkpoint = CheckpointSpec(queries=QUERIES, identity=identity, retired=RETIRED_QUERIES)
     return run_job(ORDERS_TO_SHIPMENTS, args, os.environ, run, topics, checkpoint)

@@ -224,7 +224,7 @@ def run_job(
             wanted = dict(checkpoint.identity)
             if checkpoint.stateful:
                 wanted[SHUFFLE_PARTITIONS] = str(settings.spark.shuffle_partitions)
-            guard_checkpoint(args.checkpoint, name, checkpoint.queries, wanted)
+            guard_checkpoint(args.checkpoint, name, checkpoint.queries, wanted, checkpoint.retired)
             identity = wanted  # recorded when the run ends, once a batch was committed
         check_reachable(args.bootstrap_servers)
         if topics is not None:

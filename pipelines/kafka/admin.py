@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,15 +314,33 @@ def _reader(bootstrap_servers: str, extra: dict[str, Any] | None = None) -> Any:
 def read_range(
     bootstrap_servers: str, topic: str, start: dict[int, int], end: dict[int, int], timeout_s: float = 30.0
 ) -> list[Any]:
-    """Every record of `topic` from `start` (inclusive) to `end` (exclusive) offsets per partition."""
+    """Every record of `topic` from `start` (inclusive) to `end` (exclusive) offsets per partition
+    that a `read_committed` consumer reads (on a topic written in transactions, the commit markers
+    take offsets but are no records, and aborted records are skipped)."""
+    return list(_committed_records(bootstrap_servers, topic, start, end, timeout_s))
+
+
+def count_committed(
+    bootstrap_servers: str, topic: str, start: dict[int, int], end: dict[int, int], timeout_s: float = 30.0
+) -> int:
+    """How many records `read_range` reads: on a topic written in transactions, end minus start
+    would also count each transaction's commit marker and aborted records."""
+    return sum(1 for _ in _committed_records(bootstrap_servers, topic, start, end, timeout_s))
+
+
+def _committed_records(
+    bootstrap_servers: str, topic: str, start: dict[int, int], end: dict[int, int], timeout_s: float
+) -> Iterator[Any]:
+    """The records of `read_range`. Done when the consumer's position reaches `end` on every
+    partition: it moves past commit markers, which are never handed out, so the last record's
+    offset + 1 may stay below `end`."""
     from confluent_kafka import TopicPartition
 
     wanted = {p: (start.get(p, 0), e) for p, e in end.items() if e > start.get(p, 0)}
     if not wanted:
-        return []
+        return
     group = READER_GROUP
-    consumer = _reader(bootstrap_servers)
-    records: list[Any] = []
+    consumer = _reader(bootstrap_servers, {"isolation.level": "read_committed"})
     try:
         # Metadata first: a principal that may not read the topic learns it from the topic's name.
         md = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
@@ -331,62 +349,25 @@ def read_range(
                 md.error, bootstrap_servers=bootstrap_servers, operation="Read", name=topic
             )
         consumer.assign([TopicPartition(topic, p, s) for p, (s, _) in wanted.items()])
-        remaining = set(wanted)
-        deadline = time.monotonic() + timeout_s
-        while remaining and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if is_authorization_error(msg.error()):
-                raise authorization_error(
-                    msg.error(),
-                    bootstrap_servers=bootstrap_servers,
-                    operation="Read",
-                    name=topic,
-                    group=group,
-                )
-            if msg.error() is not None:
-                raise PipelinesError(f"reading {topic!r} failed: {msg.error()}")
-            p, o = msg.partition(), msg.offset()
-            if p in remaining and o is not None and o < wanted[p][1]:
-                records.append(msg)
-            if p is not None and o is not None and o + 1 >= wanted[p][1]:
-                remaining.discard(p)
-        if remaining:
-            raise PipelinesError(f"could not read {topic!r} to its end offsets within {timeout_s} s")
-        return records
-    finally:
-        consumer.close()
-
-
-def count_committed(
-    bootstrap_servers: str, topic: str, start: dict[int, int], end: dict[int, int], timeout_s: float = 30.0
-) -> int:
-    """Records of `topic` between `start` (inclusive) and `end` (exclusive) offsets per partition that
-    a `read_committed` consumer reads: on a topic written in transactions, end minus start would also
-    count each transaction's commit marker (it takes an offset but is no record) and aborted
-    records. Done when the consumer's position reaches `end` on every partition (it moves past the
-    markers, which are never handed out)."""
-    from confluent_kafka import TopicPartition
-
-    wanted = {p: (start.get(p, 0), e) for p, e in end.items() if e > start.get(p, 0)}
-    if not wanted:
-        return 0
-    consumer = _reader(bootstrap_servers, {"isolation.level": "read_committed"})
-    count = 0
-    try:
-        consumer.assign([TopicPartition(topic, p, s) for p, (s, _) in wanted.items()])
         deadline = time.monotonic() + timeout_s
         while True:
             for msg in consumer.consume(1000, 0.2):
+                if is_authorization_error(msg.error()):
+                    raise authorization_error(
+                        msg.error(),
+                        bootstrap_servers=bootstrap_servers,
+                        operation="Read",
+                        name=topic,
+                        group=group,
+                    )
                 if msg.error() is not None:
                     raise PipelinesError(f"reading {topic!r} failed: {msg.error()}")
                 p, o = msg.partition(), msg.offset()
                 if p in wanted and o is not None and o < wanted[p][1]:
-                    count += 1
+                    yield msg
             positions = consumer.position([TopicPartition(topic, p) for p in wanted])
             if all(tp.offset >= wanted[tp.partition][1] for tp in positions):
-                return count
+                return
             if time.monotonic() >= deadline:
                 raise PipelinesError(f"could not read {topic!r} to its end offsets within {timeout_s} s")
     finally:

@@ -14,7 +14,8 @@ batch is written where it is computed, by the executors, one task per partition 
    which holds the last batch id this partition wrote + 1. A batch below it was written already:
    the task skips it. (The source topic because committing an offset in a transaction needs Read
    on its topic, which the job has there; the group is a marker, never a consumer.)
-3. otherwise it begins a transaction, produces every row of its partition (key, value, headers,
+3. otherwise it begins a transaction, produces every row of its partition (key, value, headers, to
+   the row's `topic` when the batch has that column, like Spark's own sink, else the sink's topic;
    with `murmur2_random`: Java's partitioner, so a key lands where Spark's own sink puts it), moves
    the marker to `batch id + 1` with `send_offsets_to_transaction` and commits: rows and marker
    together, or neither.
@@ -69,7 +70,8 @@ _COORDINATOR_MOVING = {
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
 }
-Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]] | None, int | None]
+Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]] | None, int | None, str | None]
+"""key, value, headers, partition (None: the partitioner's), topic (None: the sink's)."""
 """One row to produce: key, value, headers, partition (None: chosen by the key)."""
 
 
@@ -233,7 +235,7 @@ class PartitionTransactions:
             producer.begin_transaction()
             written = 0
             try:
-                for key, value, headers, target in itertools.chain([first], rows):
+                for key, value, headers, target, topic in itertools.chain([first], rows):
                     if written == fail_after:
                         producer.flush(self.timeout_s)  # the rows reach the broker, uncommitted
                         os._exit(17)  # the injected fault: the worker dies inside its transaction
@@ -244,7 +246,7 @@ class PartitionTransactions:
                         kwargs["partition"] = target
                     while True:
                         try:
-                            producer.produce(self.topic, **kwargs)
+                            producer.produce(topic or self.topic, **kwargs)
                             break
                         except BufferError:
                             producer.poll(0.05)
@@ -267,12 +269,15 @@ class PartitionTransactions:
 
 
 def arrow_records(batches: Iterable[pa.RecordBatch]) -> Iterator[Record]:
-    """The rows of Arrow record batches with `key`, `value` and optional `headers`, `partition`."""
+    """The rows of Arrow record batches with `key`, `value` and optional `headers`, `partition`,
+    `topic`."""
     for batch in batches:
         names = batch.schema.names
         keys = batch.column("key").to_pylist()
         values = batch.column("value").to_pylist()
-        headers = batch.column("headers").to_pylist() if "headers" in names else [None] * len(keys)
-        targets = batch.column("partition").to_pylist() if "partition" in names else [None] * len(keys)
-        for key, value, hdrs, target in zip(keys, values, headers, targets, strict=True):
-            yield key, value, None if hdrs is None else [(h["key"], h["value"]) for h in hdrs], target
+        absent = [None] * len(keys)
+        headers = batch.column("headers").to_pylist() if "headers" in names else absent
+        targets = batch.column("partition").to_pylist() if "partition" in names else absent
+        topics = batch.column("topic").to_pylist() if "topic" in names else absent
+        for key, value, hdrs, target, topic in zip(keys, values, headers, targets, topics, strict=True):
+            yield key, value, None if hdrs is None else [(h["key"], h["value"]) for h in hdrs], target, topic

@@ -318,14 +318,18 @@ def _error_detail(reason: Column, doc: Column, text: Column, amount: Column) -> 
     )
 
 
-def parse_events(kafka_df: DataFrame, spec: EventSpec, *, fast_path: bool = True) -> DataFrame:
+def parse_events(
+    kafka_df: DataFrame, spec: EventSpec, *, fast_path: bool = True, timestamp_text: bool = False
+) -> DataFrame:
     """Kafka source rows -> the Kafka columns (and `headers` if present), the event's typed fields in
     contract order
     (`amount` as DECIMAL(12,2), `timestamp` as `event_time` TIMESTAMP), `is_heartbeat`,
     `error_reason` and `error_detail` (both null for a good record).
 
     Typed columns are null on a record with an error; nothing is dropped here. `fast_path=False`
-    parses every record into a VARIANT (the tests compare both ways).
+    parses every record into a VARIANT (the tests compare both ways). `timestamp_text=True` adds
+    `timestamp_text`: a good record's `timestamp` exactly as it arrived (what a shipment's
+    `created_at` carries), read off the text on the fast path, so no record is parsed twice.
     """
     text = F.col("value").cast("string")
     doc = F.col("_doc")
@@ -423,6 +427,18 @@ def parse_events(kafka_df: DataFrame, spec: EventSpec, *, fast_path: bool = True
         (F.col("error_reason").isNull() & F.col("_hb")).alias("is_heartbeat"),
         "error_reason",
         _error_detail(F.col("error_reason"), doc, text, F.col("_amount")).alias("error_detail"),
+        *(
+            [
+                F.when(
+                    F.col("error_reason").isNull(),
+                    F.when(fast, _canonical_value(text, "timestamp", string=True)).otherwise(
+                        F.col("_timestamp_text")
+                    ),
+                ).alias("timestamp_text")
+            ]
+            if timestamp_text
+            else []
+        ),
     )
 
 

@@ -161,3 +161,29 @@ def test_damaged_metadata_and_manifest_are_named(tmp_path: Path) -> None:
 def test_nothing_is_recorded_before_a_batch_commits(tmp_path: Path) -> None:
     assert not record_checkpoint(tmp_path / "new", REVENUE_PER_MINUTE, {"topic": "sales"})
     assert not (tmp_path / "new").exists()
+
+
+def test_a_query_an_earlier_release_ran_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    # orders_to_shipments once had a second query for the dead letters (`dlq`); it now writes them
+    # from its shipments query, so resuming would leave what `dlq` had not yet read undelivered.
+    from pipelines.jobs.orders_to_shipments import ORDERS_TO_SHIPMENTS, QUERIES, RETIRED_QUERIES
+
+    checkpoint = tmp_path / "ck"
+    for query in ("shipments", "dlq"):
+        (checkpoint / query).mkdir(parents=True)
+        (checkpoint / query / "metadata").write_text('{"id":"1f0"}')
+    (checkpoint / MANIFEST).write_text(
+        json.dumps({"job": ORDERS_TO_SHIPMENTS, "identity": {"topic": "orders"}})
+    )
+    with pytest.raises(CheckpointError) as refused:
+        guard_checkpoint(checkpoint, ORDERS_TO_SHIPMENTS, QUERIES, {"topic": "orders"}, RETIRED_QUERIES)
+    assert str(refused.value) == (
+        f"checkpoint {checkpoint} holds query folders dlq, a query of an earlier release of "
+        f"orders_to_shipments that this release does not run. If that query had caught up, delete "
+        f"{checkpoint / 'dlq'} and start again; else finish the run with the earlier release first. "
+        "To start fresh, pass a new --checkpoint folder (this one keeps its state), or delete "
+        f"{checkpoint} to process the topic again from --starting-offsets"
+    )
+    (checkpoint / "dlq" / "metadata").unlink()
+    (checkpoint / "dlq").rmdir()
+    guard_checkpoint(checkpoint, ORDERS_TO_SHIPMENTS, QUERIES, {"topic": "orders"}, RETIRED_QUERIES)

@@ -136,9 +136,9 @@ def test_processing_time_ships_each_valid_order_once(
 def test_real_time_ships_each_order_as_it_arrives_across_checkpoints(
     spark: SparkSession, bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
-    # One source partition: real-time mode keeps one task per partition running in each of the two
-    # queries, and the test session's local[2] has exactly two task slots.
-    src, out, dlq = topics = make_topics(bootstrap, new_topic, partitions=1)
+    # Two source partitions: real-time mode keeps one task per partition running (one query: the
+    # shipments and the dead letters), and the test session's local[2] has exactly two task slots.
+    src, out, dlq = topics = make_topics(bootstrap, new_topic, partitions=2)
     first = publish(bootstrap, src, tmp_path / "one.jsonl", 100, seed=63, malformed_fraction=0.05, headers=2)
     checkpoint = tmp_path / "checkpoint"
     with running(spark, bootstrap, topics, checkpoint, "real-time=5s") as queries:
@@ -164,7 +164,7 @@ def test_real_time_refuses_to_start_without_a_slot_per_partition(
     # Spark itself would start, and never read the third partition (no task slot for it): no error,
     # just missing shipments. The job says so instead.
     src = new_topic(partitions=3)
-    with pytest.raises(PipelinesError, match=r"needs 6 task slots .* the session has 2"):
+    with pytest.raises(PipelinesError, match=r"needs 3 task slots .* the session has 2"):
         start_orders_to_shipments(
             spark, bootstrap_servers=bootstrap, source_topic=src, sink_topic="unused",
             checkpoint=tmp_path / "checkpoint", trigger="real-time",
@@ -450,3 +450,6 @@ def test_sigkilled_driver_restarted_three_times_ships_each_order_once_only_with_
         assert duplicates > 0, "a kill mid-write left no duplicate: it missed the writes"
         print(f"at-least-once: {duplicates} duplicate shipments after {kills} kill(s)")
     assert_dead_letters(bootstrap, dlq, sent, src)
+    if guarantee == "exactly-once":
+        # The dead letters are rows of the same transactions: each malformed order once, too.
+        assert len(read_topic(bootstrap, dlq)) == sum(1 for s in sent if s.reason is not None) == 200

@@ -17,7 +17,7 @@ from tests.helpers import read_topic
 
 
 def rows(batch: int, partition: int, n: int = 3) -> list[Record]:
-    return [(f"k{batch}-{partition}-{i}".encode(), b"v", [("h", b"1")], None) for i in range(n)]
+    return [(f"k{batch}-{partition}-{i}".encode(), b"v", [("h", b"1")], None, None) for i in range(n)]
 
 
 def keys(batch: int, partition: int, n: int = 3) -> list[bytes]:
@@ -49,7 +49,7 @@ def test_each_partition_of_each_batch_once_a_replay_skipped_a_zombie_fenced(
     def zombie_rows() -> Iterator[Record]:
         yield from rows(3, 0)[:2]
         assert successor.write(3, 0, rows(3, 0), attempt=1).rows == 3
-        yield from [(b"zombie", b"v", None, None)]
+        yield from [(b"zombie", b"v", None, None, None)]
 
     with pytest.raises((KafkaException, PipelinesError)):
         writer.write(3, 0, zombie_rows())

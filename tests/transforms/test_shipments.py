@@ -15,7 +15,12 @@ from pipelines.contracts import HEADER_DETAIL, HEADER_REASON, HEADER_SOURCE_TOPI
 from pipelines.transforms.dead_letters import to_dead_letters
 from pipelines.transforms.orders import parse_orders
 from pipelines.transforms.parsing import filter_bad_records
-from pipelines.transforms.shipments import parse_orders_with_headers, to_shipments
+from pipelines.transforms.shipments import (
+    parse_orders_with_headers,
+    route_orders,
+    shipment_json,
+    to_shipments,
+)
 from tests.helpers import KAFKA_HEADERS, kafka_batch
 
 SHIPMENT_ROWS = StructType(
@@ -55,12 +60,16 @@ GOOD: list[tuple[bytes | None, bytes, Headers]] = [
     (b"o-2", order("o-2", "cust-00002", "2026-11-27T23:59:59.999Z"), None),
     (b"o-3", order("o-3", 'Zoë & "co"'), []),  # non-ASCII and quotes survive the JSON round trip
     (None, order("o-4", timestamp="2026-11-27T10:00:00.000Z"), None),  # a null key stays null
-]
+    # The canonical shape (no spaces, contract order): the parser's fast path, read off the text.
+    (b"o-5", b'{"order_id":"o-5","customer_id":"cust-00005","amount":3.1,"currency":"EUR",'
+     b'"timestamp":"2026-11-27T10:00:00.456Z"}', TRACE),
+]  # fmt: skip
 EXPECTED = [
     (b"o-1", shipment("o-1", "cust-00001", "2026-11-27T10:00:00.123Z"), TRACE),
     (b"o-2", shipment("o-2", "cust-00002", "2026-11-27T23:59:59.999Z"), None),
     (b"o-3", shipment("o-3", 'Zoë & "co"', "2026-11-27T10:00:00.123Z"), []),
     (None, shipment("o-4", "cust-00001", "2026-11-27T10:00:00.000Z"), None),
+    (b"o-5", shipment("o-5", "cust-00005", "2026-11-27T10:00:00.456Z"), TRACE),
 ]
 BAD: list[tuple[bytes | None, bytes | None, str]] = [
     (b"b-1", None, "empty_value"),
@@ -93,9 +102,14 @@ def test_valid_orders_become_exactly_their_shipments(spark: SparkSession, kafka_
 def test_headers_ride_through_the_shared_parser(kafka_df: DataFrame) -> None:
     with_headers = kafka_df.transform(parse_orders_with_headers)
     without = kafka_df.drop("headers").transform(parse_orders)
-    assert with_headers.columns == [*without.columns[:5], "headers", *without.columns[5:]]
-    # Apart from the headers, every column is what the shared parser gives without them.
-    assert_df_equality(with_headers.drop("headers"), without, ignore_row_order=True)
+    assert with_headers.columns == [*without.columns[:5], "headers", *without.columns[5:], "timestamp_text"]
+    # Apart from the headers and the timestamp's text, every column is what the shared parser gives.
+    assert_df_equality(with_headers.drop("headers", "timestamp_text"), without, ignore_row_order=True)
+    texts = {r["offset"]: r["timestamp_text"] for r in with_headers.collect()}
+    assert texts == {
+        **{i: json.loads(v)["timestamp"] for i, (_k, v, _h) in enumerate(GOOD)},
+        **{len(GOOD) + i: None for i in range(len(BAD))},
+    }
     got = {r["offset"]: r["headers"] for r in with_headers.select("offset", "headers").collect()}
     assert got[0] == [(k, v) for k, v in TRACE or []]
     assert (got[1], got[2]) == (None, [])
@@ -118,3 +132,28 @@ def test_bad_orders_are_no_shipments_and_become_dead_letters_with_reasons(kafka_
 def test_orders_without_their_headers_column_are_refused(spark: SparkSession, kafka_df: DataFrame) -> None:
     with pytest.raises(ValueError, match="includeHeaders=true"):
         kafka_df.drop("headers").transform(parse_orders_with_headers)
+
+
+def test_one_query_routes_each_order_to_its_shipment_or_its_dead_letter(
+    spark: SparkSession, kafka_df: DataFrame
+) -> None:
+    # The job writes shipments and dead letters from one query: each row names its topic.
+    routed = kafka_df.transform(parse_orders_with_headers).transform(
+        lambda df: route_orders(df, shipment_json(), sink_topic="shipments", dlq_topic="orders.dlq")
+    )
+    assert routed.columns == ["topic", "key", "value", "headers"]
+    assert routed.count() == len(GOOD) + len(BAD)
+    shipped = routed.filter(routed.topic == "shipments").drop("topic")
+    expected = spark.createDataFrame(EXPECTED, schema=SHIPMENT_ROWS)
+    assert_df_equality(
+        shipped.selectExpr("key", "cast(value as string) value", "headers"),
+        expected,
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    got = {}
+    for r in routed.filter(routed.topic == "orders.dlq").collect():
+        headers = {h["key"]: bytes(h["value"]).decode() for h in r["headers"]}
+        got[bytes(r["key"])] = (None if r["value"] is None else bytes(r["value"]), headers[HEADER_REASON])
+        assert headers[HEADER_SOURCE_TOPIC] == "orders" and headers[HEADER_DETAIL]
+    assert got == {k: (v, reason) for k, v, reason in BAD}

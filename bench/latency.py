@@ -90,7 +90,7 @@ class Tail:
             for msg in messages:
                 if msg.error() is None and (key := msg.key()) not in received:
                     received[key] = (now, msg.timestamp()[1])
-                    if key.startswith(prefix):
+                    if key is not None and key.startswith(prefix):
                         self.with_prefix += 1
 
     def close(self) -> None:

@@ -62,8 +62,9 @@ def guard_checkpoint(
         [checkpoint, *sorted(p for p in checkpoint.iterdir() if p.is_dir())] if checkpoint.is_dir() else []
     )
     query_folders = [p for p in folders if (p / "metadata").exists() or (p / "offsets").is_dir()]
+    manifest = checkpoint / MANIFEST
     old = [p.name for p in query_folders if p != checkpoint and p.name in set(retired)]
-    if old:
+    if old and _made_by(job, manifest, checkpoint, query_folders, {*queries, *retired}):
         raise CheckpointError(
             f"checkpoint {checkpoint} holds {_folders(old)}, a query of an earlier release of {job} "
             f"that this release does not run. If that query had caught up, delete {checkpoint / old[0]} "
@@ -71,7 +72,6 @@ def guard_checkpoint(
         )
     for folder in query_folders:
         _check_files(folder, checkpoint)
-    manifest = checkpoint / MANIFEST
     if manifest.exists():
         recorded = _read_json(manifest, checkpoint)
         if not isinstance(recorded, dict) or "job" not in recorded:
@@ -87,6 +87,16 @@ def guard_checkpoint(
                 f"job made it. {_fresh_start(checkpoint)}"
             )
         _compare(checkpoint, job, identity, job, _identity_from_spark(query_folders, identity))
+
+
+def _made_by(job: str, manifest: Path, checkpoint: Path, query_folders: list[Path], names: set[str]) -> bool:
+    """Whether `job` made the checkpoint: its manifest says so, or (a checkpoint from before the
+    manifest) every query folder in it is one of `names`. Another job's checkpoint may hold a folder
+    of the same name (`dlq`), which must not be called this job's to delete."""
+    if manifest.exists():
+        recorded = _read_json(manifest, checkpoint)
+        return isinstance(recorded, dict) and recorded.get("job") == job
+    return all(p.name in names for p in query_folders if p != checkpoint)
 
 
 def record_checkpoint(checkpoint: Path, job: str, identity: Mapping[str, str]) -> bool:

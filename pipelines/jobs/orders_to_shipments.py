@@ -259,7 +259,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         trigger_help="available-now (process what is there, then stop; default), processing-time=0s "
         "(micro-batches back to back, or every N s), or real-time[=<checkpoint interval>] (Spark's "
         "low-latency mode; the interval, 5 minutes by default and at least 5 s, is how often progress "
-        "is checkpointed; needs 2 task slots per source partition; --max-offsets-per-trigger is not "
+        "is checkpointed; needs one task slot per source partition; --max-offsets-per-trigger is not "
         "used)",
     )
     args = p.parse_args(argv)

@@ -369,6 +369,10 @@ def _committed_records(
             if all(tp.offset >= wanted[tp.partition][1] for tp in positions):
                 return
             if time.monotonic() >= deadline:
-                raise PipelinesError(f"could not read {topic!r} to its end offsets within {timeout_s} s")
+                raise PipelinesError(
+                    f"could not read {topic!r} to its end offsets within {timeout_s} s (a transaction "
+                    "still open on it holds read_committed readers back until it commits, aborts or "
+                    "times out)"
+                )
     finally:
         consumer.close()

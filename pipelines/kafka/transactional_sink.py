@@ -71,8 +71,8 @@ _COORDINATOR_MOVING = {
     KafkaError.COORDINATOR_NOT_AVAILABLE,
 }
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]] | None, int | None, str | None]
-"""key, value, headers, partition (None: the partitioner's), topic (None: the sink's)."""
-"""One row to produce: key, value, headers, partition (None: chosen by the key)."""
+"""One row to produce: key, value, headers, partition (None: chosen by the key), topic (None: the
+sink's)."""
 
 
 TRANSACTIONAL_ID_PREFIX = "pipelines-"

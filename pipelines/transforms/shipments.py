@@ -84,7 +84,8 @@ def route_orders(
     return parsed_df.select(
         F.when(valid, F.lit(sink_topic)).otherwise(F.lit(dlq_topic)).alias("topic"),
         F.col("key"),
-        F.when(valid, shipment_value).otherwise(F.col("value")).alias("value"),
+        # Binary on both sides: Spark's non-ANSI type rules do not combine a string with binary.
+        F.when(valid, shipment_value.cast("binary")).otherwise(F.col("value")).alias("value"),
         F.when(valid, F.col("headers")).otherwise(dead_letter_headers()).alias("headers"),
     )
 

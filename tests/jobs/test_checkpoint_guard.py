@@ -13,6 +13,9 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pipelines.jobs.checkpoint import MANIFEST, CheckpointError, guard_checkpoint, record_checkpoint
+from pipelines.jobs.orders_to_shipments import ORDERS_TO_SHIPMENTS
+from pipelines.jobs.orders_to_shipments import QUERIES as SHIPMENTS_QUERIES
+from pipelines.jobs.orders_to_shipments import RETIRED_QUERIES as SHIPMENTS_RETIRED
 from pipelines.jobs.revenue_per_minute import REVENUE_PER_MINUTE, start_revenue_per_minute
 from pipelines.kafka.admin import create_topic
 from pipelines.kafka.producer import make_producer, produce_all
@@ -90,8 +93,12 @@ def test_a_reused_checkpoint_is_refused_in_one_line_and_a_damaged_file_names_the
         "Spark keeps a stateful query's partition count for the life of its checkpoint: set "
         f"PIPELINES_SPARK__SHUFFLE_PARTITIONS=2 to resume. {fresh}"
     )
+    # The revenue job's checkpoint has a `dlq` folder, like the shipments job's retired query: it is
+    # still another job's checkpoint, never "an earlier release" to delete a folder of.
     with pytest.raises(CheckpointError) as refused:
-        guard_checkpoint(checkpoint, "orders_to_shipments", ("shipments", "dlq"), {"topic": topic})
+        guard_checkpoint(
+            checkpoint, ORDERS_TO_SHIPMENTS, SHIPMENTS_QUERIES, {"topic": topic}, SHIPMENTS_RETIRED
+        )
     assert str(refused.value) == (
         f"checkpoint {checkpoint} was made by revenue_per_minute, not orders_to_shipments: two jobs must "
         f"never share a checkpoint. {fresh}"
@@ -105,10 +112,12 @@ def test_a_reused_checkpoint_is_refused_in_one_line_and_a_damaged_file_names_the
     with pytest.raises(CheckpointError, match=r"spark\.shuffle_partitions\) was '2', this run has '3'"):
         guard_checkpoint(checkpoint, REVENUE_PER_MINUTE, QUERIES, identity(topic, shuffle_partitions="3"))
     with pytest.raises(CheckpointError) as refused:
-        guard_checkpoint(checkpoint, "orders_to_shipments", ("shipments", "dlq"), {"topic": topic})
+        guard_checkpoint(
+            checkpoint, ORDERS_TO_SHIPMENTS, SHIPMENTS_QUERIES, {"topic": topic}, SHIPMENTS_RETIRED
+        )
     assert str(refused.value) == (
-        f"checkpoint {checkpoint} holds query folders delta, which orders_to_shipments does not write: "
-        f"another job made it. {fresh}"
+        f"checkpoint {checkpoint} holds query folders delta, dlq, which orders_to_shipments does not "
+        f"write: another job made it. {fresh}"
     )
     guard_checkpoint(checkpoint, REVENUE_PER_MINUTE, QUERIES, identity(topic))
 
@@ -166,8 +175,6 @@ def test_nothing_is_recorded_before_a_batch_commits(tmp_path: Path) -> None:
 def test_a_query_an_earlier_release_ran_is_refused_with_what_to_do(tmp_path: Path) -> None:
     # orders_to_shipments once had a second query for the dead letters (`dlq`); it now writes them
     # from its shipments query, so resuming would leave what `dlq` had not yet read undelivered.
-    from pipelines.jobs.orders_to_shipments import ORDERS_TO_SHIPMENTS, QUERIES, RETIRED_QUERIES
-
     checkpoint = tmp_path / "ck"
     for query in ("shipments", "dlq"):
         (checkpoint / query).mkdir(parents=True)
@@ -176,7 +183,9 @@ def test_a_query_an_earlier_release_ran_is_refused_with_what_to_do(tmp_path: Pat
         json.dumps({"job": ORDERS_TO_SHIPMENTS, "identity": {"topic": "orders"}})
     )
     with pytest.raises(CheckpointError) as refused:
-        guard_checkpoint(checkpoint, ORDERS_TO_SHIPMENTS, QUERIES, {"topic": "orders"}, RETIRED_QUERIES)
+        guard_checkpoint(
+            checkpoint, ORDERS_TO_SHIPMENTS, SHIPMENTS_QUERIES, {"topic": "orders"}, SHIPMENTS_RETIRED
+        )
     assert str(refused.value) == (
         f"checkpoint {checkpoint} holds query folders dlq, a query of an earlier release of "
         f"orders_to_shipments that this release does not run. If that query had caught up, delete "
@@ -186,4 +195,6 @@ def test_a_query_an_earlier_release_ran_is_refused_with_what_to_do(tmp_path: Pat
     )
     (checkpoint / "dlq" / "metadata").unlink()
     (checkpoint / "dlq").rmdir()
-    guard_checkpoint(checkpoint, ORDERS_TO_SHIPMENTS, QUERIES, {"topic": "orders"}, RETIRED_QUERIES)
+    guard_checkpoint(
+        checkpoint, ORDERS_TO_SHIPMENTS, SHIPMENTS_QUERIES, {"topic": "orders"}, SHIPMENTS_RETIRED
+    )

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
+from pipelines.contracts import HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION
 from pipelines.errors import PipelinesError
 from pipelines.jobs.orders_to_shipments import ShipmentsRunSummary, run_summary, start_orders_to_shipments
 from pipelines.kafka.dedupe import ShipmentDeduplicator
@@ -35,6 +36,7 @@ from tests.helpers import (
     assert_dead_letters,
     assert_pipeline_output,
     assert_shipped_exactly_once,
+    dead_letter_headers,
     expected_shipments,
     make_topics,
     publish_orders,
@@ -255,8 +257,15 @@ def test_at_least_once_writes_a_batch_whose_commit_was_lost_again_and_dedupe_rep
     assert twice, "the replayed batch held no valid order: nothing would be written twice"
     assert counts == Counter({v: 2 if v in twice else 1 for _, v in expected_shipments(sent)})
     print(f"lost commit of batch {last}: {len(twice)} of {len(counts)} shipments written twice")
-    # The dead-letter query committed its own batches: its topic is untouched.
+    # The dead letters are rows of the same query: the replayed batch's are written again too.
     assert_dead_letters(bootstrap, dlq, sent, src)
+    letters = Counter(
+        (int(h[HEADER_SOURCE_PARTITION]), int(h[HEADER_SOURCE_OFFSET]))
+        for h in map(dead_letter_headers, read_topic(bootstrap, dlq))
+    )
+    assert letters == Counter(
+        {(s.partition, s.offset): 2 if s in replayed else 1 for s in sent if s.reason is not None}
+    )
 
     # The remedy: each shipment once, whatever the sink wrote twice.
     values, duplicates = dedupe_all(bootstrap, out, group_id, len(records))

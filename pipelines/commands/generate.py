@@ -241,7 +241,7 @@ def generate(
 
     from pipelines.generators.events import DISORDER_MS, fault_counts, generate_events
     from pipelines.generators.publish import publish_events
-    from pipelines.kafka.producer import COUNTING_PRODUCER, make_producer
+    from pipelines.kafka.producer import make_producer
 
     if count < 0:
         raise PipelinesError(f"--count must not be negative, not {count}")
@@ -295,8 +295,7 @@ def generate(
         events = _tracking_latest(events, latest)
 
     servers = bootstrap_servers(settings, bootstrap)
-    counting = COUNTING_PRODUCER if ledger is None else {}  # no ledger: successes are only counted
-    producer = make_producer(servers, {**settings.kafka.producer, **counting, **(producer_conf or {})})
+    producer = make_producer(servers, {**settings.kafka.producer, **(producer_conf or {})})
     _require_topic(producer, servers, topic)
 
     err.print(

@@ -40,12 +40,6 @@ COMPRESSION_TYPES = ("lz4", "zstd", "snappy", "gzip", "none")
 ConfValue = str | int | bool
 
 
-COUNTING_PRODUCER: dict[str, ConfValue] = {"delivery.report.only.error": True}
-"""Settings for a producer whose records are only counted (`produce_all` with neither callback nor
-`keep_delivered`): librdkafka reports failures only, saving a Python callback and a message object
-per acknowledged record; `produce_all` counts the acknowledged as sent - failed - still queued."""
-
-
 def make_producer(bootstrap_servers: str, overrides: Mapping[str, ConfValue] | None = None) -> Producer:
     """A producer with the project's defaults; `overrides` win, except that the partitioner stays
     murmur2_random (asking for another raises PipelinesError, as does any setting librdkafka
@@ -169,12 +163,12 @@ def produce_all(
 
     def count_delivery(err: KafkaError | None, msg: Message) -> None:
         # The generator's hot path: one callback for all records, no per-record bookkeeping; a
-        # refused record is reported with its key, one never acknowledged by count, and the
-        # acknowledged are counted at the end (below), so a producer made with
-        # `delivery.report.only.error` (COUNTING_PRODUCER) need not report each success.
+        # refused record is reported with its key, one never acknowledged by count (below).
         if report.seconds:
             return  # after the loop's flush timed out: already reported as not acknowledged
-        if err is not None:
+        if err is None:
+            report.acknowledged += 1
+        else:
             report.failed.append((msg.key(), err.str()))
 
     started = time.monotonic()
@@ -204,9 +198,7 @@ def produce_all(
         producer.flush(flush_timeout_s)
         error = f"not acknowledged within {flush_timeout_s:g} s"
         if counting_only:
-            # Whatever the flush left queued was never acknowledged; everything else was, or failed.
-            report.failed += [(None, error)] * len(producer)
-            report.acknowledged = report.sent - len(report.failed)
+            report.failed += [(None, error)] * (report.sent - report.acknowledged - len(report.failed))
         for seq, key in sorted(in_flight.items()):
             report.failed.append((key, error))
             if on_failed is not None:

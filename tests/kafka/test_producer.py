@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from pipelines.errors import PipelinesError
-from pipelines.kafka.producer import COUNTING_PRODUCER, Delivered, make_producer, produce_all
+from pipelines.kafka.producer import Delivered, make_producer, produce_all
 from tests.helpers import log_end_offsets
 
 
@@ -117,28 +117,6 @@ def test_keep_delivered_false_counts_without_holding_records(
     topic = new_topic(partitions=1)
     report = produce_all(make_producer(bootstrap), topic, [(b"k", b"v")] * 300, keep_delivered=False)
     assert (report.sent, report.acknowledged, report.delivered, report.failed) == (300, 300, [], [])
-
-
-def test_a_counting_producer_reports_failures_only_and_still_counts_every_record(
-    bootstrap: str, new_topic: Callable[..., str]
-) -> None:
-    # The generator's producer (COUNTING_PRODUCER): librdkafka calls back for failures only; the
-    # acknowledged are what was sent, less the failed and what the flush left queued.
-    topic = new_topic(partitions=1)
-    report = produce_all(
-        make_producer(bootstrap, COUNTING_PRODUCER), topic, [(b"k", b"v")] * 300, keep_delivered=False
-    )
-    assert (report.sent, report.acknowledged, report.failed) == (300, 300, [])
-
-    refused = make_producer(unreachable_servers(), {**COUNTING_PRODUCER, "message.timeout.ms": 200})
-    report = produce_all(refused, "nowhere", [(b"k%d" % i, b"v") for i in range(4)], keep_delivered=False)
-    assert (report.sent, report.acknowledged) == (4, 0)
-    assert sorted(report.failed) == [(b"k%d" % i, "Local: Message timed out") for i in range(4)]
-
-    queued = make_producer(unreachable_servers(), {**COUNTING_PRODUCER, "message.timeout.ms": 60_000})
-    report = produce_all(queued, "nowhere", [(b"k", b"v")] * 3, flush_timeout_s=0.5, keep_delivered=False)
-    assert (report.sent, report.acknowledged) == (3, 0)
-    assert report.failed == [(None, "not acknowledged within 0.5 s")] * 3
 
 
 def test_rate_paces_sending_on_the_monotonic_clock(bootstrap: str, new_topic: Callable[..., str]) -> None:

@@ -1,7 +1,7 @@
 """Throughput of the jobs that read `orders`, over one preloaded topic (3 partitions).
 
 - `spark_shipments`: the orders -> shipments job as it ships (`start_orders_to_shipments`,
-  available-now, exactly-once through Kafka transactions, with its dead-letter query) on the
+  available-now, exactly-once through Kafka transactions, dead letters from the same query) on the
   bench's warmed-up SparkSession, into a fresh sink topic; timed from starting the queries to
   their end. `spark_shipments_at_least_once`: the same with Spark's own kafka sink.
 - `processor_at_least_once`, `processor_exactly_once`: the Python consume-transform-produce

@@ -62,20 +62,25 @@ def guard_checkpoint(
         [checkpoint, *sorted(p for p in checkpoint.iterdir() if p.is_dir())] if checkpoint.is_dir() else []
     )
     query_folders = [p for p in folders if (p / "metadata").exists() or (p / "offsets").is_dir()]
+    for folder in query_folders:
+        _check_files(folder, checkpoint)
     manifest = checkpoint / MANIFEST
-    old = [p.name for p in query_folders if p != checkpoint and p.name in set(retired)]
-    if old and _made_by(job, manifest, checkpoint, query_folders, {*queries, *retired}):
+    recorded = _read_json(manifest, checkpoint) if manifest.exists() else None
+    if manifest.exists() and (not isinstance(recorded, dict) or "job" not in recorded):
+        raise _damaged(manifest, checkpoint, "it is not the object pipelines wrote")
+    # Made by this job: its manifest says so, or (from before the manifest) every query folder is
+    # one of its own. Another job's checkpoint may hold a folder of a retired name (the revenue
+    # job's `dlq`), which must never be called this job's to delete.
+    named = [p.name for p in query_folders if p != checkpoint]
+    ours = recorded["job"] == job if isinstance(recorded, dict) else set(named) <= {*queries, *retired}
+    old = [name for name in named if name in set(retired)]
+    if old and ours:
         raise CheckpointError(
             f"checkpoint {checkpoint} holds {_folders(old)}, a query of an earlier release of {job} "
             f"that this release does not run. If that query had caught up, delete {checkpoint / old[0]} "
             f"and start again; else finish the run with the earlier release first. {_fresh_start(checkpoint)}"
         )
-    for folder in query_folders:
-        _check_files(folder, checkpoint)
-    if manifest.exists():
-        recorded = _read_json(manifest, checkpoint)
-        if not isinstance(recorded, dict) or "job" not in recorded:
-            raise _damaged(manifest, checkpoint, "it is not the object pipelines wrote")
+    if isinstance(recorded, dict):
         _compare(checkpoint, job, identity, recorded.get("job"), recorded.get("identity") or {})
         return
     if query_folders:
@@ -87,16 +92,6 @@ def guard_checkpoint(
                 f"job made it. {_fresh_start(checkpoint)}"
             )
         _compare(checkpoint, job, identity, job, _identity_from_spark(query_folders, identity))
-
-
-def _made_by(job: str, manifest: Path, checkpoint: Path, query_folders: list[Path], names: set[str]) -> bool:
-    """Whether `job` made the checkpoint: its manifest says so, or (a checkpoint from before the
-    manifest) every query folder in it is one of `names`. Another job's checkpoint may hold a folder
-    of the same name (`dlq`), which must not be called this job's to delete."""
-    if manifest.exists():
-        recorded = _read_json(manifest, checkpoint)
-        return isinstance(recorded, dict) and recorded.get("job") == job
-    return all(p.name in names for p in query_folders if p != checkpoint)
 
 
 def record_checkpoint(checkpoint: Path, job: str, identity: Mapping[str, str]) -> bool:

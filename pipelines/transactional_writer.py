@@ -6,7 +6,9 @@ and collects one small row per task: what it wrote or skipped."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +28,54 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 RESULT_SCHEMA = "partition INT, attempt INT, rows LONG, skipped BOOLEAN"
-"""What each task of a batch reports to the driver."""
+"""What each task of a batch reports to the driver (`partition`: the writer slot it wrote as)."""
+SLOT_COLUMN = "source_partition"
+"""A batch column naming each row's writer slot, the source Kafka partition it was read from
+(`pipelines.kafka.transactional_sink` says why a stateless job needs it). Without it, the slot is
+the task's partition index."""
+
+
+def _rows_of_one_slot(
+    first: pa.RecordBatch, rest: Iterator[pa.RecordBatch], slot: int, batch_id: int
+) -> Iterator[pa.RecordBatch]:
+    """`first` and `rest`, checked to hold rows of writer slot `slot` only."""
+    import pyarrow.compute as pc
+
+    for batch in itertools.chain([first], rest):
+        if batch.num_rows == 0:
+            continue
+        column = batch.column(SLOT_COLUMN)
+        if column.null_count:
+            raise PipelinesError(
+                f"a row of batch {batch_id} has no {SLOT_COLUMN}: it names the row's writer slot"
+            )
+        bounds = pc.min_max(column).as_py()
+        other = bounds["max"] if bounds["min"] == slot else bounds["min"]
+        if other != slot:
+            raise PipelinesError(
+                f"a task of batch {batch_id} holds rows of source partitions {slot} and {other}: the "
+                "exactly-once sink writes each source partition from one task. Do not set the kafka "
+                "source's minPartitions or repartition before this sink."
+            )
+        yield batch
+
+
+def task_slot(
+    batches: Iterator[pa.RecordBatch], batch_id: int, default: int
+) -> tuple[int, Iterator[pa.RecordBatch]]:
+    """The writer slot of a task's rows and the rows: the value of their `source_partition`
+    column (all the same, checked as they are read), else `default`, the task's partition index."""
+    first = next((b for b in batches if b.num_rows), None)
+    if first is None:
+        return default, iter(())
+    if SLOT_COLUMN not in first.schema.names:
+        return default, itertools.chain([first], batches)
+    slot = first.column(SLOT_COLUMN)[0].as_py()
+    if slot is None:
+        raise PipelinesError(
+            f"a row of batch {batch_id} has no {SLOT_COLUMN}: it names the row's writer slot"
+        )
+    return slot, _rows_of_one_slot(first, batches, slot, batch_id)
 
 
 def partition_writer(
@@ -41,9 +90,8 @@ def partition_writer(
         context = TaskContext.get()
         if context is None:
             raise PipelinesError("the transactional sink's partition writer runs only in a Spark task")
-        result = transactions.write(
-            batch_id, context.partitionId(), arrow_records(batches), attempt=context.attemptNumber()
-        )
+        slot, rows = task_slot(iter(batches), batch_id, default=context.partitionId())
+        result = transactions.write(batch_id, slot, arrow_records(rows), attempt=context.attemptNumber())
         yield pa.RecordBatch.from_pydict(
             {
                 "partition": pa.array([result.partition], pa.int32()),
@@ -83,10 +131,13 @@ class TransactionalBatchWriter:
         self._first_batch = True
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
-        columns = [c for c in ("key", "value", "headers", "partition", "topic") if c in batch_df.columns]
+        wanted = ("key", "value", "headers", "partition", "topic", SLOT_COLUMN)
+        columns = [c for c in wanted if c in batch_df.columns]
         # Spark replays a batch only as the first of a run (the last one logged and not committed
         # when the previous run ended), so only then can all of it have been written before. The
-        # tasks check their own partition's marker on every batch all the same (a retried task).
+        # tasks check their own slot's marker on every batch all the same (a retried task).
+        # With a slot column, slots are source partitions, one task each: if slots 0..n-1 of the
+        # batch's n tasks all wrote it, those n source partitions are exactly the batch's.
         first, self._first_batch = self._first_batch, False
         if first and self.transactions.batch_written(batch_id, batch_df.rdd.getNumPartitions()):
             # The whole batch committed before the driver could record it: nothing to compute.
@@ -102,6 +153,15 @@ class TransactionalBatchWriter:
             .mapInArrow(partition_writer(self.transactions, batch_id), RESULT_SCHEMA)
             .collect()
         ]
+        slots = Counter(w.partition for w in writes)
+        shared = sorted(slot for slot, tasks in slots.items() if tasks > 1)
+        if shared:
+            # Two tasks wrote as one slot: one of them found the other's marker and skipped its rows.
+            raise PipelinesError(
+                f"batch {batch_id} of {self.topic}: several tasks wrote source partition(s) {shared}; "
+                "the exactly-once sink needs one task per source partition. Do not set the kafka "
+                "source's minPartitions or repartition before this sink."
+            )
         skipped = [w for w in writes if w.skipped]
         if skipped:
             LOG.info(

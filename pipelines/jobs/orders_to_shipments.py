@@ -218,7 +218,8 @@ def start_orders_to_shipments(
             "shipments",
             start_kafka_transactional_sink(rows, topic=sink_topic, marker_topic=source_topic, **sink_options)
             if guarantee == EXACTLY_ONCE
-            else start_kafka_sink(rows, topic=None, **sink_options),  # each row to its `topic`
+            # Each row to its `topic`; the writer slot is the exactly-once writer's alone.
+            else start_kafka_sink(rows.drop("source_partition"), topic=None, **sink_options),
         )
     return group
 

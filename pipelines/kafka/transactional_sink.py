@@ -5,7 +5,7 @@ Spark's kafka sink is at-least-once: a batch written but not yet committed in th
 the driver dies is written again on restart. This sink is a `foreachBatch` function instead. The
 batch is written where it is computed, by the executors, one task per partition of the batch:
 
-1. the task for partition `p` opens a transactional producer whose `transactional.id` is
+1. the task for slot `p` (see below) opens a transactional producer whose `transactional.id` is
    `<sink id>-p<p>`, stable across restarts of the same checkpoint (`transactional_id_for`);
    `init_transactions` fences any older writer of that partition still holding the id (a killed
    driver's task, a failed or speculative attempt) and aborts its open transaction;
@@ -20,13 +20,22 @@ batch is written where it is computed, by the executors, one task per partition 
    the marker to `batch id + 1` with `send_offsets_to_transaction` and commits: rows and marker
    together, or neither.
 
-**A replayed batch is partitioned as it was first**: Spark replays the offset ranges it logged in
-the checkpoint before the batch ran, its kafka source turns them into the same input partitions
-(one per topic-partition with new records, or split by `minPartitions`), and the transforms are
-deterministic maps without a shuffle (or, after a stateful aggregation, hash-partitioned over the
-shuffle partitions the checkpoint fixes). So partition `p` of a replay holds exactly the rows
-partition `p` held before. Do not change the source's `minPartitions` between a crash and its
-restart. Empty partitions open no transaction.
+**A task's writer slot must name the same rows on every replay.** A slot (`partition` below) is
+what names a task's transactional id and marker. Spark replays the offset ranges it logged in the
+checkpoint before the batch ran, so a replay reads exactly the rows the first run read, split the
+same way (one input partition per topic-partition with new records). But not in the same order:
+the first run numbers its input partitions in the order of the broker's offsets answer, a replay
+in the order of the offset log's JSON, so Spark's partition index is not a stable slot for a
+stateless job (the shipments job's SIGKILL test caught this: 1,500 shipments lost and 1,479
+written twice). So:
+
+- a stateless job gives every row its source Kafka partition in a `source_partition` column, and
+  that is the slot (`pipelines.transactional_writer.SLOT_COLUMN`; a task holding two source
+  partitions, as the source's `minPartitions` or a repartition would make, is refused);
+- after a stateful aggregation (the revenue job) the slot is the partition index: the shuffle
+  partitions, which the checkpoint fixes, hash-partitioned by key.
+
+Empty partitions open no transaction.
 
 Consumers that read with `isolation.level=read_committed` see every row exactly once;
 `read_uncommitted` readers also see aborted attempts. The executors need confluent-kafka (local

@@ -79,7 +79,11 @@ def route_orders(
     to `dlq_topic` (the rows `to_dead_letters` gives: original key and bytes, the five headers).
 
     One query writes both, so each order is read and parsed once; Spark's kafka sink and the
-    exactly-once writer both send each row to its `topic` (neither is given a topic option)."""
+    exactly-once writer both send each row to its `topic` (neither is given a topic option).
+
+    `source_partition` is the order's Kafka partition: the exactly-once writer keys each task's
+    transactions by it (`pipelines.transactional_writer.SLOT_COLUMN`); Spark's own sink gets the
+    rows without it."""
     valid = F.col("error_reason").isNull()
     return parsed_df.select(
         F.when(valid, F.lit(sink_topic)).otherwise(F.lit(dlq_topic)).alias("topic"),
@@ -87,6 +91,7 @@ def route_orders(
         # Binary on both sides: Spark's non-ANSI type rules do not combine a string with binary.
         F.when(valid, shipment_value.cast("binary")).otherwise(F.col("value")).alias("value"),
         F.when(valid, F.col("headers")).otherwise(dead_letter_headers()).alias("headers"),
+        F.col("partition").alias("source_partition"),
     )
 
 

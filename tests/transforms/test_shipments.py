@@ -5,6 +5,7 @@ text), every bad one is no shipment and becomes a dead letter with its reason.""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from chispa import assert_df_equality
@@ -141,9 +142,19 @@ def test_one_query_routes_each_order_to_its_shipment_or_its_dead_letter(
     routed = kafka_df.transform(parse_orders_with_headers).transform(
         lambda df: route_orders(df, shipment_json(), sink_topic="shipments", dlq_topic="orders.dlq")
     )
-    assert routed.columns == ["topic", "key", "value", "headers"]
+    assert routed.columns == ["topic", "key", "value", "headers", "source_partition"]
     assert routed.count() == len(GOOD) + len(BAD)
-    shipped = routed.filter(routed.topic == "shipments").drop("topic")
+    # Every row names the Kafka partition its order came from (the exactly-once writer's slot):
+    # here the orders are spread over partitions 0, 1 and 2 by their offset.
+    spread = kafka_df.withColumn("partition", (kafka_df["offset"] % 3).cast("int"))
+    slots = Counter(
+        (None if r.key is None else bytes(r.key), r.source_partition)
+        for r in spread.transform(parse_orders_with_headers)
+        .transform(lambda df: route_orders(df, shipment_json(), sink_topic="s", dlq_topic="d"))
+        .collect()
+    )
+    assert slots == Counter((record[0], offset % 3) for offset, record in enumerate([*GOOD, *BAD]))
+    shipped = routed.filter(routed.topic == "shipments").drop("topic", "source_partition")
     expected = spark.createDataFrame(EXPECTED, schema=SHIPMENT_ROWS)
     assert_df_equality(
         shipped.selectExpr("key", "cast(value as string) value", "headers"),

@@ -573,7 +573,13 @@ def assert_shipped_exactly_once(records: list[Record], sent: list[Sent]) -> None
     """The shipments topic holds every valid order's shipment once and nothing else."""
     expected = expected_shipments(sent)
     counts = Counter((r.key, r.value) for r in records)
-    assert counts == Counter(dict.fromkeys(expected, 1))  # every shipment once, nothing else
+    missing = [k for k in expected if k not in counts]
+    twice = {k: n for k, n in counts.items() if n > 1}
+    foreign = [k for k in counts if k not in expected]
+    assert not (missing or twice or foreign), (
+        f"{len(missing)} shipments missing (first: {missing[:3]}), {len(twice)} written more than once "
+        f"(first: {list(twice.items())[:3]}), {len(foreign)} not expected (first: {foreign[:3]})"
+    )  # every shipment once, nothing else
     # Same key, same partition (Spark's sink and our producers both hash with murmur2): an order's
     # records stay in order. Headers are the order's, untouched.
     assert {(r.key, r.value): (r.partition, r.headers) for r in records} == expected

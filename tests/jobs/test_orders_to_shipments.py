@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from pyspark.sql import SparkSession
 
 from pipelines.contracts import HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION
@@ -394,6 +395,52 @@ def test_exactly_once_survives_a_task_that_dies_mid_partition(
     assert_dead_letters(bootstrap, dlq, sent, src)
 
 
+def uncommitted_batch(query_checkpoint: Path) -> int | None:
+    """The micro-batch Spark has planned (`offsets/N`) and not committed (no `commits/N`), if any.
+    Spark writes both logs by atomic rename, so a file named by its batch id is whole."""
+    planned = [int(p.name) for p in (query_checkpoint / "offsets").glob("[0-9]*") if p.name.isdigit()]
+    if not planned:
+        return None
+    latest = max(planned)
+    return None if (query_checkpoint / "commits" / str(latest)).exists() else latest
+
+
+class MidWrite:
+    """The kill point of the SIGKILL tests: true once the sink holds `threshold` records and the
+    running micro-batch has written records to it that its checkpoint has not committed yet.
+
+    A batch first seen uncommitted notes the sink's size; when the sink has grown past it and the
+    same batch is still uncommitted, those records are that batch's (micro-batches of one query run
+    one after another), so a restart replays written records. A bare size threshold cannot tell
+    this from a kill just after the batch's commit, which leaves nothing to replay."""
+
+    def __init__(self, bootstrap: str, topic: str, query_checkpoint: Path, threshold: int) -> None:
+        self.topic, self.checkpoint, self.threshold = topic, query_checkpoint, threshold
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "mid-write"})
+        self.partitions = sorted(self.consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        self.size_when_seen: dict[int, int] = {}
+
+    def size(self) -> int:
+        """The sink's log end, uncommitted records and transaction markers included."""
+        return sum(
+            self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
+            for p in self.partitions
+        )
+
+    def __call__(self) -> bool:
+        batch = uncommitted_batch(self.checkpoint)
+        if batch is None:
+            return False
+        size = self.size()
+        if size < self.threshold:
+            return False
+        first_seen = self.size_when_seen.setdefault(batch, size)
+        return size > first_seen and uncommitted_batch(self.checkpoint) == batch
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
 @pytest.mark.parametrize(("guarantee", "kills"), [("exactly-once", 3), ("at-least-once", 3)])
 def test_sigkilled_driver_restarted_three_times_ships_each_order_once_only_with_transactions(
     own_spark: OwnSpark,
@@ -404,12 +451,12 @@ def test_sigkilled_driver_restarted_three_times_ships_each_order_once_only_with_
     kills: int,
 ) -> None:
     """20,000 orders, at most 1,500 per batch; the job's driver is SIGKILLed three times while it
-    writes (at seeded-random amounts of output, seen on the sink's log end, uncommitted included),
-    restarted each time, then run to the end. Exactly-once: a read_committed reader sees every
+    writes (past seeded-random amounts of output, seen on the sink's log end, uncommitted included,
+    in a batch that has written and not committed: `MidWrite`), restarted each time, then run to
+    the end. Exactly-once: a read_committed reader sees every
     shipment once with its key, headers and partition. At-least-once: every shipment, and the
-    duplicates the replay wrote. A kill that lands just after a batch's checkpoint commit leaves
-    nothing to replay, so at-least-once stops killing as soon as a restart has written duplicates
-    (usually after the second kill; each run of the job is a JVM start, the test's largest cost)."""
+    duplicates the replay wrote. At-least-once stops killing as soon as a restart has written
+    duplicates (each run of the job is a JVM start, the test's largest cost)."""
     src, out, dlq = topics = make_topics(bootstrap, new_topic, partitions=3)
     sent = publish(
         bootstrap, src, tmp_path / "ledger.jsonl", 20_000, seed=67, malformed_fraction=0.01, headers=3
@@ -430,12 +477,12 @@ def test_sigkilled_driver_restarted_three_times_ships_each_order_once_only_with_
                 env=JOB_ENV,
             )
 
-        def written(at_least: int = threshold) -> bool:
-            return topic_size(bootstrap, out) >= at_least
-
+        mid_write = MidWrite(bootstrap, out, checkpoint / "shipments", threshold)
         try:
-            wait_while_running(written, job, f"{threshold} records on the sink", log, 180, pace_s=0.05)
+            what = f"{threshold} records on the sink, then a batch caught mid-write"
+            wait_while_running(mid_write, job, what, log, 180, pace_s=0.01)
         finally:
+            mid_write.close()
             os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM, mid-write
             job.wait(timeout=30)
         if guarantee == "at-least-once" and kill >= 1:

@@ -57,8 +57,17 @@ def demo_env(root: Path) -> dict[str, str]:
     }
 
 
-def live_processes_in_session(sid: int) -> list[str]:
-    """Processes of session `sid` that still run (zombies, already dead, do not count)."""
+def live_processes_in_session(sid: int, within_s: float = 15.0) -> list[str]:
+    """Processes of session `sid` still running `within_s` seconds after asked (zombies, already
+    dead, do not count). The wait is for Spark's Python daemon: it stops its workers (SIGHUP) when
+    it sees the driver's JVM gone, up to a second after the demo itself has exited."""
+    deadline = time.monotonic() + within_s
+    while (alive := _processes_in_session(sid)) and time.monotonic() < deadline:
+        time.sleep(0.1)  # a deadline-bounded poll of /proc: there is no event to wait on
+    return alive
+
+
+def _processes_in_session(sid: int) -> list[str]:
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

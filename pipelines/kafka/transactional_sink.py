@@ -13,7 +13,10 @@ batch is written where it is computed, by the executors, one task per partition 
    `<sink id>-p<p>.batches` on partition 0 of the job's source topic, read with `read_committed`,
    which holds the last batch id this partition wrote + 1. A batch below it was written already:
    the task skips it. (The source topic because committing an offset in a transaction needs Read
-   on its topic, which the job has there; the group is a marker, never a consumer.)
+   on its topic, which the job has there; the group is a marker, never a consumer.) The marker's
+   consumer is kept by the Python worker for later batches, and its first lookup of the group's
+   coordinator overlaps `init_transactions`; the read that decides comes after it, since a zombie
+   can commit until then;
 3. otherwise it begins a transaction, produces every row of its partition (key, value, headers, to
    the row's `topic` when the batch has that column, like Spark's own sink, else the sink's topic;
    with `murmur2_random`: Java's partitioner, so a key lands where Spark's own sink puts it), moves
@@ -57,6 +60,7 @@ import hashlib
 import itertools
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -73,6 +77,8 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 MARKER_PARTITION = 0
+_MARKERS: dict[tuple[str, str], Consumer] = {}
+"""The marker consumers of this process, by (client config, marker group): `PartitionTransactions._marker`."""
 FAULT_ENV = "PIPELINES_FAULT_FAIL_TASK_ONCE"
 _COORDINATOR_MOVING = {
     KafkaError.NOT_COORDINATOR,
@@ -161,6 +167,23 @@ class PartitionTransactions:
             logger=LIBRDKAFKA_LOGGER,
         )
 
+    def _marker_key(self, partition: int) -> tuple[str, str]:
+        return (repr(sorted(self.client_config.items())), self.marker_group(partition))
+
+    def _marker(self, partition: int) -> Consumer:
+        """The marker consumer of `partition`'s slot, kept in this process (a Spark Python worker,
+        reused across tasks) so that later batches skip its start-up. It only ever reads its
+        group's committed offset, and the producer moves that offset, so keeping it is safe."""
+        key = self._marker_key(partition)
+        consumer = _MARKERS.get(key)
+        if consumer is None:
+            consumer = _MARKERS[key] = self._consumer(partition)
+        return consumer
+
+    def _warm_up(self, marker: Consumer) -> None:
+        with contextlib.suppress(KafkaException):  # the real read, after it, says what went wrong
+            marker.committed([TopicPartition(self.marker_topic, MARKER_PARTITION)], timeout=self.timeout_s)
+
     def next_batch(self, partition: int, marker: Consumer | None = None) -> int:
         """The first batch id `partition` has not written yet (0 for a new sink). The group's
         coordinator may still be loading or moving (a new group, a restarted broker): asked
@@ -229,8 +252,16 @@ class PartitionTransactions:
         first = next(rows, None)
         if first is None:
             return PartitionWrite(partition, attempt, 0, skipped=False)
-        producer = self._producer(partition)
-        marker = self._consumer(partition)
+        marker = self._marker(partition)
+        # The marker is read after init_transactions (a zombie may still commit until then), but
+        # the consumer's first read, which finds the group's coordinator and connects to it, runs
+        # while init_transactions waits on the broker; the read that counts is then one round trip.
+        warm_up = threading.Thread(target=self._warm_up, args=(marker,), daemon=True)
+        warm_up.start()
+        try:
+            producer = self._producer(partition)
+        finally:
+            warm_up.join()
         try:
             if batch_id < self.next_batch(partition, marker):
                 LOG.info("partition %d of batch %d was written before: skipped", partition, batch_id)
@@ -272,8 +303,11 @@ class PartitionTransactions:
                     producer.abort_transaction(self.timeout_s)
                 raise
             return PartitionWrite(partition, attempt, written, skipped=False)
-        finally:
+        except BaseException:
+            _MARKERS.pop(self._marker_key(partition), None)  # a fresh consumer for the next attempt
             marker.close()
+            raise
+        finally:
             producer.flush(0)
 
 

@@ -153,19 +153,24 @@ class TransactionalBatchWriter:
             .mapInArrow(partition_writer(self.transactions, batch_id), RESULT_SCHEMA)
             .collect()
         ]
-        slots = Counter(w.partition for w in writes)
+        # Tasks without rows opened nothing and report their task index: they take no slot.
+        slots = Counter(w.partition for w in writes if w.rows or w.skipped)
         shared = sorted(slot for slot, tasks in slots.items() if tasks > 1)
         if shared:
-            # Two tasks wrote as one slot: one of them found the other's marker and skipped its rows.
+            # Two tasks wrote as one slot (the source split one Kafka partition over several tasks):
+            # whichever committed second found the first's marker and skipped its rows. Detected
+            # only after the fact, so the batch fails and is not committed in the checkpoint.
             raise PipelinesError(
-                f"batch {batch_id} of {self.topic}: several tasks wrote source partition(s) {shared}; "
-                "the exactly-once sink needs one task per source partition. Do not set the kafka "
-                "source's minPartitions or repartition before this sink."
+                f"batch {batch_id} of {self.topic}: several tasks wrote source partition(s) {shared}, "
+                "so rows of this batch may be missing from the sink. The exactly-once sink needs one "
+                "task per source partition: remove the kafka source's minPartitions or "
+                "maxRecordsPerPartition (or a repartition before this sink), and recover the batch's "
+                "rows from the source offsets in the checkpoint's offsets log before restarting."
             )
         skipped = [w for w in writes if w.skipped]
         if skipped:
             LOG.info(
-                "batch %d of %s: partitions %s were written before (their transactions committed): skipped",
+                "batch %d of %s: slots %s were written before (their transactions committed): skipped",
                 batch_id,
                 self.topic,
                 sorted(w.partition for w in skipped),

@@ -33,8 +33,11 @@ stateless job (the shipments job's SIGKILL test caught this: 1,500 shipments los
 written twice). So:
 
 - a stateless job gives every row its source Kafka partition in a `source_partition` column, and
-  that is the slot (`pipelines.transactional_writer.SLOT_COLUMN`; a task holding two source
-  partitions, as the source's `minPartitions` or a repartition would make, is refused);
+  that is the slot (`pipelines.transactional_writer.SLOT_COLUMN`). A task holding two source
+  partitions (a repartition) is refused before it writes; two tasks of one source partition (the
+  source's `minPartitions` or `maxRecordsPerPartition` split it) are found only after the batch
+  ran, when one may have skipped the other's rows: the batch fails, uncommitted. The jobs never
+  set either option; a caller of this sink must not;
 - after a stateful aggregation (the revenue job) the slot is the partition index: the shuffle
   partitions, which the checkpoint fixes, hash-partitioned by key.
 
@@ -77,6 +80,7 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 MARKER_PARTITION = 0
+MAX_KEPT_MARKERS = 64
 _MARKERS: dict[tuple[str, str], Consumer] = {}
 """The marker consumers of this process, by (client config, marker group): `PartitionTransactions._marker`."""
 FAULT_ENV = "PIPELINES_FAULT_FAIL_TASK_ONCE"
@@ -177,6 +181,8 @@ class PartitionTransactions:
         key = self._marker_key(partition)
         consumer = _MARKERS.get(key)
         if consumer is None:
+            while len(_MARKERS) >= MAX_KEPT_MARKERS:  # the oldest goes: a bound on kept connections
+                _MARKERS.pop(next(iter(_MARKERS))).close()
             consumer = _MARKERS[key] = self._consumer(partition)
         return consumer
 

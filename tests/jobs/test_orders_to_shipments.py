@@ -482,8 +482,8 @@ def test_sigkilled_driver_restarted_three_times_ships_each_order_once_only_with_
             what = f"{threshold} records on the sink, then a batch caught mid-write"
             wait_while_running(mid_write, job, what, log, 180, pace_s=0.01)
         finally:
-            mid_write.close()
             os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM, mid-write
+            mid_write.close()
             job.wait(timeout=30)
         if guarantee == "at-least-once" and kill >= 1:
             shipped = [(r.key, r.value) for r in read_topic(bootstrap, out)]

@@ -23,6 +23,7 @@ import json
 import os
 import queue
 import re
+import select
 import signal
 import subprocess
 import threading
@@ -62,9 +63,16 @@ def live_processes_in_session(sid: int, within_s: float = 15.0) -> list[str]:
     dead, do not count). The wait is for Spark's Python daemon: it stops its workers (SIGHUP) when
     it sees the driver's JVM gone, up to a second after the demo itself has exited."""
     deadline = time.monotonic() + within_s
-    while (alive := _processes_in_session(sid)) and time.monotonic() < deadline:
-        time.sleep(0.1)  # a deadline-bounded poll of /proc: there is no event to wait on
-    return alive
+    for entry in _processes_in_session(sid):
+        try:
+            pidfd = os.pidfd_open(int(entry.split()[0]))
+        except ProcessLookupError:
+            continue  # ended since the scan
+        try:  # a pidfd turns readable when its process ends
+            select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))
+        finally:
+            os.close(pidfd)
+    return _processes_in_session(sid)
 
 
 def _processes_in_session(sid: int) -> list[str]:

@@ -35,6 +35,10 @@ SLOT_COLUMN = "source_partition"
 the task's partition index."""
 
 
+def _no_slot(batch_id: int) -> PipelinesError:
+    return PipelinesError(f"a row of batch {batch_id} has no {SLOT_COLUMN}: it names the row's writer slot")
+
+
 def _rows_of_one_slot(
     first: pa.RecordBatch, rest: Iterator[pa.RecordBatch], slot: int, batch_id: int
 ) -> Iterator[pa.RecordBatch]:
@@ -46,16 +50,14 @@ def _rows_of_one_slot(
             continue
         column = batch.column(SLOT_COLUMN)
         if column.null_count:
-            raise PipelinesError(
-                f"a row of batch {batch_id} has no {SLOT_COLUMN}: it names the row's writer slot"
-            )
+            raise _no_slot(batch_id)
         bounds = pc.min_max(column).as_py()
         other = bounds["max"] if bounds["min"] == slot else bounds["min"]
         if other != slot:
             raise PipelinesError(
                 f"a task of batch {batch_id} holds rows of source partitions {slot} and {other}: the "
-                "exactly-once sink writes each source partition from one task. Do not set the kafka "
-                "source's minPartitions or repartition before this sink."
+                "exactly-once sink writes each source partition from one task. Do not repartition "
+                "or coalesce the rows before this sink."
             )
         yield batch
 
@@ -72,9 +74,7 @@ def task_slot(
         return default, itertools.chain([first], batches)
     slot = first.column(SLOT_COLUMN)[0].as_py()
     if slot is None:
-        raise PipelinesError(
-            f"a row of batch {batch_id} has no {SLOT_COLUMN}: it names the row's writer slot"
-        )
+        raise _no_slot(batch_id)
     return slot, _rows_of_one_slot(first, batches, slot, batch_id)
 
 

@@ -34,10 +34,10 @@ written twice). So:
 
 - a stateless job gives every row its source Kafka partition in a `source_partition` column, and
   that is the slot (`pipelines.transactional_writer.SLOT_COLUMN`). A task holding two source
-  partitions (a repartition) is refused before it writes; two tasks of one source partition (the
-  source's `minPartitions` or `maxRecordsPerPartition` split it) are found only after the batch
-  ran, when one may have skipped the other's rows: the batch fails, uncommitted. The jobs never
-  set either option; a caller of this sink must not;
+  partitions (a repartition) fails before it commits (its transaction aborted); two tasks of one
+  source partition (the source's `minPartitions` or `maxRecordsPerPartition` split it) are found
+  only after the batch ran, when one may have skipped the other's rows: the batch fails,
+  uncommitted. The jobs never set either option; a caller of this sink must not;
 - after a stateful aggregation (the revenue job) the slot is the partition index: the shuffle
   partitions, which the checkpoint fixes, hash-partitioned by key.
 

@@ -59,7 +59,7 @@ def test_rows_of_two_source_partitions_in_one_task_are_refused(batches: list[pa.
     slot, rows = task_slot(iter(batches), 7, default=0)
     assert slot == 1
     with pytest.raises(
-        PipelinesError, match=r"batch 7 holds rows of source partitions 1 and 0: .*minPartitions"
+        PipelinesError, match=r"batch 7 holds rows of source partitions 1 and 0: .*Do not repartition"
     ):
         keys_of(rows)
 

@@ -46,14 +46,14 @@ import random
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pipelines.contracts import ORDER_FIELDS, SALE_FIELDS
 from pipelines.generators.common import DEFAULT_START, dump_json, format_timestamp
-from pipelines.generators.orders import generate_orders, order_document
-from pipelines.generators.sales import generate_sales, sale_document
+from pipelines.generators.orders import order_document, order_draws, order_from_draw, order_json
+from pipelines.generators.sales import sale_document, sale_draws, sale_from_draw, sale_json
 
 EventKind = Literal["valid", "late", "malformed"]
 EventType = Literal["orders", "sales"]
@@ -121,30 +121,62 @@ class GeneratedEvent(NamedTuple):
     """For `malformed` events: the reason code a parser should assign."""
     late_by_ms: int | None = None
     """For `late` events: how far behind the stream's event time its timestamp is."""
-    event_time: datetime | None = None
-    """For `valid` events: the event time (what `--heartbeat` follows, whatever the format)."""
+    event_us: int | None = None
+    """For `valid` events: the event time in microseconds since the Unix epoch (see `event_time`)."""
+
+    @property
+    def event_time(self) -> datetime | None:
+        """For `valid` events: the event time, UTC (what `--heartbeat` follows, whatever the
+        format). Made when asked for: the generator's hot path keeps it as a number."""
+        return None if self.event_us is None else _EPOCH + timedelta(microseconds=self.event_us)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
 class _Shape:
+    """How `_stream` makes one event type's events: its seeded draws (a tuple per event, the first
+    item the event time in milliseconds after the start), the event of a draw as the contract's JSON
+    object (for the faulty and Avro events), and its (key, value) written straight as JSON bytes
+    (the valid JSON events: `pipelines generate`'s hot path, the same bytes as `dump_json`)."""
+
     fields: tuple[str, ...]
     key_field: str
-    documents: Callable[[int, int, datetime], Iterator[tuple[dict[str, object], datetime]]]
+    draws: Callable[[int, int], Iterator[tuple[Any, ...]]]
+    document: Callable[[int, int, Any, datetime], dict[str, object]]
+    json: Callable[[int, int, Any, bytes], tuple[bytes, bytes]]
+    whole_ms_start: bool
+    """Whether event times count from the start cut to the millisecond (sales) or from the start
+    itself (orders): as the generators always did."""
 
 
-def _order_documents(count: int, seed: int, start: datetime) -> Iterator[tuple[dict[str, object], datetime]]:
-    for order in generate_orders(count, seed=seed, start=start, disorder_ms=DISORDER_MS):
-        yield order_document(order), order["timestamp"]
+def _order_document(seed: int, n: int, draw: Any, event_time: datetime) -> dict[str, object]:
+    return order_document(order_from_draw(seed, n, draw, event_time))
 
 
-def _sale_documents(count: int, seed: int, start: datetime) -> Iterator[tuple[dict[str, object], datetime]]:
-    for sale in generate_sales(count, seed=seed, start=start, disorder_ms=DISORDER_MS):
-        yield sale_document(sale), sale["timestamp"]
+def _sale_document(seed: int, n: int, draw: Any, event_time: datetime) -> dict[str, object]:
+    return sale_document(sale_from_draw(seed, n, draw, event_time))
 
 
 _SHAPES: dict[str, _Shape] = {
-    "orders": _Shape(ORDER_FIELDS, "order_id", _order_documents),
-    "sales": _Shape(SALE_FIELDS, "sale_id", _sale_documents),
+    "orders": _Shape(
+        ORDER_FIELDS,
+        "order_id",
+        lambda count, seed: order_draws(count, seed=seed, disorder_ms=DISORDER_MS),
+        _order_document,
+        order_json,
+        whole_ms_start=False,
+    ),
+    "sales": _Shape(
+        SALE_FIELDS,
+        "sale_id",
+        lambda count, seed: sale_draws(count, seed=seed, disorder_ms=DISORDER_MS),
+        _sale_document,
+        sale_json,
+        whole_ms_start=True,
+    ),
 }
 
 
@@ -225,29 +257,52 @@ def _stream(
     families = [name for name, _ in mix]
     weights = [w for _, w in mix]
     encode = avro.encode if avro is not None else dump_json
-    stream_time = start  # the latest timestamp of the valid events sent so far
-    for seq, (document, event_time) in enumerate(shape.documents(count, seed, start)):
-        key = str(document[shape.key_field]).encode()
+    # Event times as whole microseconds since the epoch: a datetime is made only for the faulty and
+    # Avro events, and the timestamp text of a valid JSON event from a per-second prefix.
+    start_us = (start - _EPOCH) // _ONE_US
+    base_us = start_us // 1000 * 1000 if shape.whole_ms_start else start_us
+    stream_us = start_us  # the latest event time of the valid events sent so far
+    prefixes: dict[int, bytes] = {}
+    document, json, random_role = shape.document, shape.json, roles.random
+    for seq, draw in enumerate(shape.draws(count, seed)):
+        event_us = base_us + draw[0] * 1000
         # Selection sampling: each event is malformed or late with probability (left / remaining),
         # which gives exactly the asked-for numbers, spread uniformly over the stream.
-        draw = roles.random() * (count - seq)
-        if draw < malformed_left:
+        role = random_role() * (count - seq)
+        if role >= malformed_left + late_left:  # valid
+            if event_us > stream_us:
+                stream_us = event_us
+            if avro is not None:
+                doc = document(seed, seq, draw, _EPOCH + timedelta(microseconds=event_us))
+                key, value = str(doc[shape.key_field]).encode(), avro.encode(doc)
+            else:
+                second, us = divmod(event_us, 1_000_000)
+                prefix = prefixes.get(second)
+                if prefix is None:
+                    if len(prefixes) > 64:  # event times move forward: forget the old seconds
+                        prefixes.clear()
+                    text = format_timestamp(_EPOCH + timedelta(seconds=second))
+                    prefix = prefixes[second] = text[:-5].encode() + b".%03dZ"  # without ".mmmZ"
+                key, value = json(seed, seq, draw, prefix % (us // 1000))
+            yield GeneratedEvent(seq, key, value, "valid", None, None, event_us)
+            continue
+        event_time = _EPOCH + timedelta(microseconds=event_us)
+        doc = document(seed, seq, draw, event_time)
+        key = str(doc[shape.key_field]).encode()
+        if role < malformed_left:
             malformed_left -= 1
             family = faults.choices(families, weights)[0]
             if avro is not None:
-                value, reason = _malform_avro(family, document, avro, faults)
+                value, reason = _malform_avro(family, doc, avro, faults)
             else:
-                value, reason = _malform(family, document, event_time, shape, faults)
+                value, reason = _malform(family, doc, event_time, shape, faults)
             yield GeneratedEvent(seq, key, value, "malformed", reason=reason)
-        elif draw < malformed_left + late_left:
-            late_left -= 1
-            late_time = stream_time - timedelta(milliseconds=late_by_ms + faults.randrange(LATE_JITTER_MS))
-            document["timestamp"] = format_timestamp(late_time)
-            behind = (stream_time - late_time) // timedelta(milliseconds=1)
-            yield GeneratedEvent(seq, key, encode(document), "late", late_by_ms=behind)
         else:
-            stream_time = max(stream_time, event_time)
-            yield GeneratedEvent(seq, key, encode(document), event_time=event_time)
+            late_left -= 1
+            behind = late_by_ms + faults.randrange(LATE_JITTER_MS)
+            late_time = _EPOCH + timedelta(microseconds=stream_us - behind * 1000)
+            doc["timestamp"] = format_timestamp(late_time)
+            yield GeneratedEvent(seq, key, encode(doc), "late", late_by_ms=behind)
 
 
 def _malform(

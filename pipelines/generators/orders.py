@@ -12,11 +12,13 @@ two decimals and the timestamp ISO-8601 UTC with milliseconds and a `Z`.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from bisect import bisect
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
+from random import NV_MAGICCONST  # type: ignore[attr-defined]
 from typing import TypedDict
 
 from pipelines.generators.common import DEFAULT_START, dump_json, format_timestamp
@@ -54,6 +56,49 @@ def generate_orders(
     """Yield `count` orders. The stream's clock advances by about `mean_gap_ms` per event, and each
     event's time is that clock minus up to `disorder_ms` (small, bounded out-of-orderness); the
     customer of an order is drawn with probability proportional to 1 / rank ** ZIPF_EXPONENT."""
+    for n, draw in enumerate(
+        order_draws(count, seed=seed, customers=customers, mean_gap_ms=mean_gap_ms, disorder_ms=disorder_ms)
+    ):
+        yield order_from_draw(seed, n, draw, start + timedelta(milliseconds=draw[0]))
+
+
+def order_from_draw(seed: int, n: int, draw: tuple[int, int, int], timestamp: datetime) -> Order:
+    """Order `n` of the stream of `seed`, from its draws (`order_draws`) and its event time."""
+    _ms, rank, cents = draw
+    return Order(
+        order_id=f"order-{seed}-{n:08d}",
+        customer_id=customer_id(rank),
+        amount=Decimal(cents).scaleb(-2),
+        currency="EUR",
+        timestamp=timestamp,
+    )
+
+
+_ORDER_JSON = (
+    b'{"order_id":"order-%d-%08d","customer_id":"cust-%05d","amount":%d.%02d,"currency":"EUR",'
+    b'"timestamp":"%s"}'
+)
+
+
+def order_json(seed: int, n: int, draw: tuple[int, int, int], timestamp: bytes) -> tuple[bytes, bytes]:
+    """(key, value) of order `n`, byte for byte `encode_order(order_from_draw(...))` given its
+    `timestamp` text, written in one step (`pipelines generate`'s hot path;
+    tests/generators/test_golden_streams.py checks the bytes)."""
+    _ms, rank, cents = draw
+    return b"order-%d-%08d" % (seed, n), _ORDER_JSON % (seed, n, rank, cents // 100, cents % 100, timestamp)
+
+
+def order_draws(
+    count: int,
+    *,
+    seed: int = 42,
+    customers: int = DEFAULT_CUSTOMERS,
+    mean_gap_ms: int = 100,
+    disorder_ms: int = 500,
+) -> Iterator[tuple[int, int, int]]:
+    """The seeded draws behind `generate_orders`, one tuple per order: (event time in milliseconds
+    after the start, the customer's rank, amount in cents). `pipelines generate` writes its JSON
+    straight from these (pipelines.generators.events)."""
     if mean_gap_ms < 0 or disorder_ms < 0 or customers < 1:
         raise ValueError(
             f"gaps and disorder must not be negative and there must be customers, not {mean_gap_ms}, "
@@ -62,23 +107,31 @@ def generate_orders(
     rng = random.Random(seed)
     ranks = range(1, customers + 1)
     cum_weights = list(itertools.accumulate(1 / r**ZIPF_EXPONENT for r in ranks))
-    # The same draws as rng.choices(ranks, cum_weights=...) and rng.randint(0, k), inlined (see
-    # generate_sales).
+    # The same draws as rng.choices(ranks, cum_weights=...), rng.randint(0, k) and
+    # rng.lognormvariate(mu, sigma), inlined (see pipelines.generators.sales.sale_draws).
     total, last = cum_weights[-1] + 0.0, len(cum_weights) - 1
-    below, uniform, lognormal = rng._randbelow, rng.random, rng.lognormvariate  # type: ignore[attr-defined]
+    bits, uniform, log, exp = rng.getrandbits, rng.random, math.log, math.exp
     gap_draws, disorder_draws = 2 * mean_gap_ms + 1, disorder_ms + 1
-    clock_ms = 0  # the clock in whole milliseconds since `start`: one datetime per event
-    for n in range(count):
-        clock_ms += below(gap_draws)
-        event_time = start + timedelta(milliseconds=clock_ms - below(disorder_draws))
-        cents = int(lognormal(8.2, 0.8)) + 1  # median ~ 36 EUR, a long tail of big baskets
-        yield Order(
-            order_id=f"order-{seed}-{n:08d}",
-            customer_id=customer_id(ranks[bisect(cum_weights, uniform() * total, 0, last)]),
-            amount=Decimal(cents).scaleb(-2),
-            currency="EUR",
-            timestamp=event_time,
-        )
+    gap_k, disorder_k = gap_draws.bit_length(), disorder_draws.bit_length()
+    mu, sigma = 8.2, 0.8  # amounts: median ~ 36 EUR, a long tail of big baskets
+    clock_ms = 0  # the stream's clock in whole milliseconds since the start
+    for _ in range(count):
+        r = bits(gap_k)
+        while r >= gap_draws:
+            r = bits(gap_k)
+        clock_ms += r
+        r = bits(disorder_k)
+        while r >= disorder_draws:
+            r = bits(disorder_k)
+        ms = clock_ms - r
+        while True:
+            u1 = uniform()
+            u2 = 1.0 - uniform()
+            z = NV_MAGICCONST * (u1 - 0.5) / u2
+            if z * z / 4.0 <= -log(u2):
+                break
+        cents = int(exp(mu + z * sigma)) + 1
+        yield ms, ranks[bisect(cum_weights, uniform() * total, 0, last)], cents
 
 
 def order_document(order: Order) -> dict[str, object]:

@@ -43,11 +43,15 @@ def publish_events(
     on_progress: Callable[[int], None] | None = None,
     flush_timeout_s: float = 60.0,
     keep_delivered: bool = False,
+    errors_only: bool = False,
 ) -> PublishReport:
     """Produce `events` (whose `seq` must count 0, 1, 2, ... in order) to `topic` with
     produce_all's guarantees (back-pressure, pacing at `rate`, every record reported), and write
     one ledger line per event sent to `ledger` (see pipelines.generators.ledger), also when the run
-    is interrupted. Only the events in flight are held in memory, unless `keep_delivered`."""
+    is interrupted. Only the events in flight are held in memory, unless `keep_delivered`.
+
+    `errors_only` (no ledger): the producer reports only failures (`delivery.report.only.error`),
+    and acknowledgements are counted at the end (produce_all)."""
     in_flight: dict[int, GeneratedEvent] = {}
     kinds: Counter[str] = Counter()
 
@@ -101,6 +105,7 @@ def publish_events(
             on_delivered=on_delivered if writer is not None else None,
             on_failed=on_failed if writer is not None else None,
             keep_delivered=keep_delivered,
+            errors_only=errors_only,
         )
     finally:
         if writer is not None:

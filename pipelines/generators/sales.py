@@ -8,11 +8,13 @@ seed and the start time, never from the wall clock, so a run is reproducible.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from bisect import bisect
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
+from random import NV_MAGICCONST  # type: ignore[attr-defined]
 from typing import TypedDict
 
 from pipelines.contracts import SALE_FIELDS
@@ -27,6 +29,9 @@ __all__ = [
     "format_timestamp",
     "generate_sales",
     "sale_document",
+    "sale_draws",
+    "sale_from_draw",
+    "sale_json",
 ]
 
 CATEGORIES: tuple[tuple[str, int], ...] = (
@@ -62,33 +67,88 @@ def generate_sales(
 ) -> Iterator[Sale]:
     """Yield `count` sales. The stream's clock advances by about `mean_gap_ms` per event, and each
     event's time is that clock minus up to `disorder_ms` (small, bounded out-of-orderness)."""
+    base = start.replace(microsecond=start.microsecond // 1000 * 1000)  # event times in whole ms
+    for n, draw in enumerate(sale_draws(count, seed=seed, mean_gap_ms=mean_gap_ms, disorder_ms=disorder_ms)):
+        yield sale_from_draw(seed, n, draw, base + timedelta(milliseconds=draw[0]))
+
+
+def sale_from_draw(seed: int, n: int, draw: tuple[int, int, str, int], timestamp: datetime) -> Sale:
+    """Sale `n` of the stream of `seed`, from its draws (`sale_draws`) and its event time."""
+    _ms, order_no, category, cents = draw
+    return Sale(
+        sale_id=f"sale-{seed}-{n:08d}",
+        order_id=f"order-{seed}-{order_no:08d}",
+        category=category,
+        amount=Decimal(cents).scaleb(-2),
+        currency="EUR",
+        timestamp=timestamp,
+    )
+
+
+_SALE_JSON = (
+    b'{"sale_id":"sale-%d-%08d","order_id":"order-%d-%08d","category":"%s","amount":%d.%02d,'
+    b'"currency":"EUR","timestamp":"%s"}'
+)
+
+
+def sale_json(seed: int, n: int, draw: tuple[int, int, str, int], timestamp: bytes) -> tuple[bytes, bytes]:
+    """(key, value) of sale `n`, byte for byte `encode_sale(sale_from_draw(...))` given its
+    `timestamp` text, written in one step (`pipelines generate`'s hot path; categories are ASCII
+    names that JSON never escapes, tests/generators/test_golden_streams.py checks the bytes)."""
+    _ms, order_no, category, cents = draw
+    return b"sale-%d-%08d" % (seed, n), _SALE_JSON % (
+        seed,
+        n,
+        seed,
+        order_no,
+        category.encode(),
+        cents // 100,
+        cents % 100,
+        timestamp,
+    )
+
+
+def sale_draws(
+    count: int, *, seed: int = 42, mean_gap_ms: int = 100, disorder_ms: int = 500
+) -> Iterator[tuple[int, int, str, int]]:
+    """The seeded draws behind `generate_sales`, one tuple per sale: (event time in milliseconds
+    after the start, order number, category, amount in cents). `pipelines generate` writes its JSON
+    straight from these (pipelines.generators.events), without a Sale or a Decimal in between."""
     if mean_gap_ms < 0 or disorder_ms < 0:
         raise ValueError(f"gaps and disorder must not be negative, not {mean_gap_ms} and {disorder_ms}")
     rng = random.Random(seed)
     names = [c for c, _ in CATEGORIES]
-    # The same draws as rng.choices(names, cum_weights=...), rng.randint(0, k) and rng.randrange(k)
-    # (their bodies, inlined: a third of the generator's time went to those calls' argument checks).
+    # The same draws as rng.choices(names, cum_weights=...), rng.randint(0, k), rng.randrange(k)
+    # and rng.lognormvariate(mu, sigma): their bodies in Python 3.11's `random` (`_randbelow`,
+    # `bisect`, Kinderman and Monahan's `normalvariate`), inlined on the generator's C draws
+    # `getrandbits` and `random`. The calls and their argument checks took most of its time.
     cum_weights = list(itertools.accumulate(w for _, w in CATEGORIES))
     total, last = cum_weights[-1] + 0.0, len(cum_weights) - 1
-    below, uniform, lognormal = rng._randbelow, rng.random, rng.lognormvariate  # type: ignore[attr-defined]
+    bits, uniform, log, exp = rng.getrandbits, rng.random, math.log, math.exp
     gap_draws, disorder_draws, order_ids = 2 * mean_gap_ms + 1, disorder_ms + 1, count * 2 + 10
-    # The clock in whole milliseconds since `start`: one datetime per event instead of three.
-    clock_ms = 0
-    sub_ms = start.microsecond % 1000
-    for n in range(count):
-        clock_ms += below(gap_draws)
-        event_time = start + timedelta(milliseconds=clock_ms - below(disorder_draws))
-        if sub_ms:
-            event_time = event_time.replace(microsecond=event_time.microsecond // 1000 * 1000)
-        cents = int(lognormal(7.5, 1.0)) + 1  # median ~ 18 EUR, long tail
-        yield Sale(
-            sale_id=f"sale-{seed}-{n:08d}",
-            order_id=f"order-{seed}-{below(order_ids):08d}",
-            category=names[bisect(cum_weights, uniform() * total, 0, last)],
-            amount=Decimal(cents).scaleb(-2),
-            currency="EUR",
-            timestamp=event_time,
-        )
+    gap_k, disorder_k, order_k = gap_draws.bit_length(), disorder_draws.bit_length(), order_ids.bit_length()
+    mu, sigma = 7.5, 1.0  # amounts: median ~ 18 EUR, long tail
+    clock_ms = 0  # the stream's clock in whole milliseconds since the start
+    for _ in range(count):
+        r = bits(gap_k)
+        while r >= gap_draws:
+            r = bits(gap_k)
+        clock_ms += r
+        r = bits(disorder_k)
+        while r >= disorder_draws:
+            r = bits(disorder_k)
+        ms = clock_ms - r
+        while True:
+            u1 = uniform()
+            u2 = 1.0 - uniform()
+            z = NV_MAGICCONST * (u1 - 0.5) / u2
+            if z * z / 4.0 <= -log(u2):
+                break
+        cents = int(exp(mu + z * sigma)) + 1
+        r = bits(order_k)
+        while r >= order_ids:
+            r = bits(order_k)
+        yield ms, r, names[bisect(cum_weights, uniform() * total, 0, last)], cents
 
 
 def sale_document(sale: Sale) -> dict[str, object]:

@@ -115,6 +115,7 @@ def produce_all(
     on_delivered: Callable[[int, Delivered], None] | None = None,
     on_failed: Callable[[int, bytes | None, str], None] | None = None,
     keep_delivered: bool = True,
+    errors_only: bool = False,
 ) -> ProduceReport:
     """Produce every (key, value) to `topic`, wait for all delivery reports, and return them.
 
@@ -133,7 +134,15 @@ def produce_all(
     `keep_delivered=False` the report only counts acknowledgements (for runs too big to hold); with
     neither callback either, records not acknowledged by the end of the flush are reported by
     count, with no key (the generator's fast path: no per-record bookkeeping).
+
+    `errors_only`: the producer was made with `delivery.report.only.error=true`, so only failures
+    are reported; a record the flush saw leave the queue without a failure was acknowledged
+    (librdkafka reports every record that fails, and the flush waits for all of them). It spares
+    the counting path a Python call per record; it needs neither callback nor `keep_delivered`.
     """
+    counting_only = not keep_delivered and on_delivered is None and on_failed is None
+    if errors_only and not counting_only:
+        raise ValueError("errors_only only counts: it takes no callback and keeps no delivered record")
     if rate is not None and rate <= 0:
         raise ValueError(f"the rate must be positive, not {rate}")
     report = ProduceReport()
@@ -159,8 +168,6 @@ def produce_all(
         if on_delivered is not None:
             on_delivered(seq, delivered)
 
-    counting_only = not keep_delivered and on_delivered is None and on_failed is None
-
     def count_delivery(err: KafkaError | None, msg: Message) -> None:
         # The generator's hot path: one callback for all records, no per-record bookkeeping; a
         # refused record is reported with its key, one never acknowledged by count (below).
@@ -171,6 +178,7 @@ def produce_all(
         else:
             report.failed.append((msg.key(), err.str()))
 
+    produce, poll = producer.produce, producer.poll
     started = time.monotonic()
     try:
         for seq, (key, value) in enumerate(records):
@@ -179,24 +187,26 @@ def produce_all(
             callback = count_delivery if counting_only else functools.partial(on_delivery, seq)
             while True:
                 try:
-                    producer.produce(topic, value=value, key=key, on_delivery=callback)
+                    produce(topic, value, key, on_delivery=callback)
                     break
                 except BufferError:
                     # Back-pressure: the local queue is full; serving delivery reports drains it.
                     report.queue_full_waits += 1
-                    producer.poll(0.1)
+                    poll(0.1)
             if not counting_only:
                 in_flight[seq] = key
             report.sent += 1
             if not seq & 63:
                 # Delivery reports every 64 records, not after each: each poll is a call into
                 # librdkafka, and reports wait in its queue meanwhile (a full queue polls above).
-                producer.poll(0)
+                poll(0)
             if on_progress is not None:
                 on_progress(report.sent)
     finally:
         producer.flush(flush_timeout_s)
         error = f"not acknowledged within {flush_timeout_s:g} s"
+        if errors_only:  # what is neither failed nor still queued was acknowledged
+            report.acknowledged = report.sent - len(report.failed) - len(producer)
         if counting_only:
             report.failed += [(None, error)] * (report.sent - report.acknowledged - len(report.failed))
         for seq, key in sorted(in_flight.items()):

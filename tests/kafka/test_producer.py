@@ -184,6 +184,43 @@ def test_records_unacknowledged_at_the_flush_timeout_are_reported_failed_once() 
     assert failures == [0, 1, 2]
 
 
+def test_errors_only_counts_acknowledgements_after_the_flush(
+    bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    # `pipelines generate` without a ledger: the producer reports failures only.
+    topic = new_topic(partitions=2)
+    producer = make_producer(bootstrap, {"delivery.report.only.error": True})
+    records = [(b"k%d" % i, b"v") for i in range(1234)]
+    report = produce_all(producer, topic, records, keep_delivered=False, errors_only=True)
+    assert (report.sent, report.acknowledged, report.failed) == (1234, 1234, [])
+    assert sum(log_end_offsets(bootstrap, topic).values()) == 1234
+
+
+def test_errors_only_still_reports_every_failure() -> None:
+    conf = {"delivery.report.only.error": True}
+    refused = produce_all(
+        make_producer(unreachable_servers(), {**conf, "message.timeout.ms": 1000}),
+        "nowhere",
+        [(b"k%d" % i, b"v") for i in range(5)],
+        keep_delivered=False,
+        errors_only=True,
+    )
+    assert (refused.sent, refused.acknowledged) == (5, 0)
+    assert sorted(refused.failed) == [(b"k%d" % i, "Local: Message timed out") for i in range(5)]
+    unanswered = produce_all(
+        make_producer(unreachable_servers(), {**conf, "message.timeout.ms": 60_000}),
+        "nowhere",
+        [(b"k%d" % i, b"v") for i in range(3)],
+        flush_timeout_s=0.5,
+        keep_delivered=False,
+        errors_only=True,
+    )
+    assert (unanswered.sent, unanswered.acknowledged) == (3, 0)
+    assert unanswered.failed == [(None, "not acknowledged within 0.5 s")] * 3
+    with pytest.raises(ValueError, match="errors_only only counts"):
+        produce_all(make_producer("127.0.0.1:1"), "t", [], errors_only=True)
+
+
 def test_make_producer_keeps_murmur2_and_turns_bad_settings_into_one_line_errors() -> None:
     with pytest.raises(
         PipelinesError, match="partitioner=consistent_random would put keys on other partitions"

@@ -174,17 +174,19 @@ class PartitionTransactions:
     def _marker_key(self, partition: int) -> tuple[str, str]:
         return (repr(sorted(self.client_config.items())), self.marker_group(partition))
 
-    def _marker(self, partition: int) -> Consumer:
-        """The marker consumer of `partition`'s slot, kept in this process (a Spark Python worker,
-        reused across tasks) so that later batches skip its start-up. It only ever reads its
-        group's committed offset, and the producer moves that offset, so keeping it is safe."""
+    def _marker(self, partition: int) -> tuple[Consumer, bool]:
+        """The marker consumer of `partition`'s slot, and whether it was just made. It is kept in
+        this process (a Spark Python worker, reused across tasks) so that later batches skip its
+        start-up. It only ever reads its group's committed offset, and the producer moves that
+        offset, so keeping it is safe."""
         key = self._marker_key(partition)
         consumer = _MARKERS.get(key)
-        if consumer is None:
-            while len(_MARKERS) >= MAX_KEPT_MARKERS:  # the oldest goes: a bound on kept connections
-                _MARKERS.pop(next(iter(_MARKERS))).close()
-            consumer = _MARKERS[key] = self._consumer(partition)
-        return consumer
+        if consumer is not None:
+            return consumer, False
+        while len(_MARKERS) >= MAX_KEPT_MARKERS:  # the oldest goes: a bound on kept connections
+            _MARKERS.pop(next(iter(_MARKERS))).close()
+        consumer = _MARKERS[key] = self._consumer(partition)
+        return consumer, True
 
     def _warm_up(self, marker: Consumer) -> None:
         with contextlib.suppress(KafkaException):  # the real read, after it, says what went wrong
@@ -258,16 +260,19 @@ class PartitionTransactions:
         first = next(rows, None)
         if first is None:
             return PartitionWrite(partition, attempt, 0, skipped=False)
-        marker = self._marker(partition)
+        marker, new = self._marker(partition)
         # The marker is read after init_transactions (a zombie may still commit until then), but
-        # the consumer's first read, which finds the group's coordinator and connects to it, runs
+        # a new consumer's first read, which finds the group's coordinator and connects to it, runs
         # while init_transactions waits on the broker; the read that counts is then one round trip.
-        warm_up = threading.Thread(target=self._warm_up, args=(marker,), daemon=True)
-        warm_up.start()
+        # A kept consumer knows its coordinator already.
+        warm_up = threading.Thread(target=self._warm_up, args=(marker,), daemon=True) if new else None
+        if warm_up is not None:
+            warm_up.start()
         try:
             producer = self._producer(partition)
         finally:
-            warm_up.join()
+            if warm_up is not None:
+                warm_up.join()
         try:
             if batch_id < self.next_batch(partition, marker):
                 LOG.info("partition %d of batch %d was written before: skipped", partition, batch_id)

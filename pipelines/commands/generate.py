@@ -296,14 +296,16 @@ def generate(
 
     servers = bootstrap_servers(settings, bootstrap)
     # Without a ledger only the counts matter: the producer reports failures alone, which spares a
-    # Python call per record (acknowledgements are counted after the flush, publish_events).
+    # Python call per record (acknowledgements are counted after the flush, publish_events). With
+    # one, every acknowledgement is reported: the ledger records its partition and offset. Set here
+    # after `-X`, whose value for it would break either way of counting.
     errors_only = ledger is None
     producer = make_producer(
         servers,
         {
             **settings.kafka.producer,
             **(producer_conf or {}),
-            **({"delivery.report.only.error": True} if errors_only else {}),
+            "delivery.report.only.error": errors_only,
         },
     )
     _require_topic(producer, servers, topic)

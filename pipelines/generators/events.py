@@ -37,7 +37,8 @@ the same order, including which ones are late or malformed and how (for one Pyth
 whose `random` algorithms are fixed). Exactly `round(count * fraction)` events are late and exactly
 as many malformed as their fraction says, spread uniformly over the stream. The valid events do
 not depend on the fractions: event `seq` of a run with faults is event `seq` of the clean run
-unless it was made late or malformed.
+unless it was made late or malformed. Event time runs in UTC from the start (a start in another
+time zone is taken as its UTC instant).
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ class GeneratedEvent(NamedTuple):
     late_by_ms: int | None = None
     """For `late` events: how far behind the stream's event time its timestamp is."""
     event_us: int | None = None
-    """For `valid` events: the event time in microseconds since the Unix epoch (see `event_time`)."""
+    """For `valid` events: the event time in microseconds since the Unix epoch (see `event_time`;
+    until 2026-12 the tuple held the datetime itself, as its last field `event_time`)."""
 
     @property
     def event_time(self) -> datetime | None:
@@ -223,10 +225,17 @@ def generate_events(
     AVRO_MALFORMED_MIX; the valid events are the same events as in JSON (the late ones are not:
     their timestamps differ).
 
+    `start` must say its time zone; event time runs in UTC from it (a start in another zone is
+    the same instant in UTC, and the stream is the one of that UTC start).
+
     Raises ValueError at once (not at the first event) for an unknown type, a negative count,
-    fractions outside 0..1 or adding up to more than 1, or a lateness not beyond the normal disorder.
+    fractions outside 0..1 or adding up to more than 1, a lateness not beyond the normal disorder,
+    or a start without a time zone.
     """
     shape = _shape(event_type)
+    if start.utcoffset() is None:
+        raise ValueError(f"the start must say its time zone (UTC: {DEFAULT_START.isoformat()}), not {start}")
+    start = start.astimezone(UTC)
     if count < 0:
         raise ValueError(f"the count must not be negative, not {count}")
     late_left, malformed_left = fault_counts(count, late_fraction, malformed_fraction)

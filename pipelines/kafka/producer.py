@@ -136,9 +136,10 @@ def produce_all(
     count, with no key (the generator's fast path: no per-record bookkeeping).
 
     `errors_only`: the producer was made with `delivery.report.only.error=true`, so only failures
-    are reported; a record the flush saw leave the queue without a failure was acknowledged
-    (librdkafka reports every record that fails, and the flush waits for all of them). It spares
-    the counting path a Python call per record; it needs neither callback nor `keep_delivered`.
+    are reported. When the flush ends in time every record has left the queue, and those not
+    reported failed were acknowledged (librdkafka reports every record that fails); when it times
+    out, what it left in the queue counts as not acknowledged. It spares the counting path a Python
+    call per record; it needs neither callback nor `keep_delivered`.
     """
     counting_only = not keep_delivered and on_delivered is None and on_failed is None
     if errors_only and not counting_only:
@@ -203,10 +204,14 @@ def produce_all(
             if on_progress is not None:
                 on_progress(report.sent)
     finally:
-        producer.flush(flush_timeout_s)
+        left = producer.flush(flush_timeout_s)
         error = f"not acknowledged within {flush_timeout_s:g} s"
-        if errors_only:  # what is neither failed nor still queued was acknowledged
-            report.acknowledged = report.sent - len(report.failed) - len(producer)
+        if errors_only:
+            # A flush that ended in time left nothing unreported: whatever did not fail was
+            # acknowledged. One that timed out counts what it left (log lines included, which the
+            # same queue carries) as not acknowledged.
+            unreported = report.sent - len(report.failed)
+            report.acknowledged = unreported - min(left, unreported)
         if counting_only:
             report.failed += [(None, error)] * (report.sent - report.acknowledged - len(report.failed))
         for seq, key in sorted(in_flight.items()):

@@ -4,14 +4,15 @@ The seeded streams are a contract (pipelines.generators.events: the same seed gi
 on one Python minor version): ledgers, tests and published benchmark results depend on them. These
 digests were taken from the generators as they were before the draws were inlined (`_randbelow` and
 `bisect` instead of `randint` and `choices`), JSON moved to orjson and events became NamedTuples; a
-change that alters a single byte, kind, reason, lateness or event time fails here. (Taken on
-Python 3.11, the version CI runs; `random` keeps its algorithms within a minor version.)
+change that alters a single byte, kind, reason, lateness or event time of a stream from a UTC start
+fails here. (Taken on Python 3.11, the version CI runs; `random` keeps its algorithms within a minor
+version.)
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -60,3 +61,12 @@ def test_valid_events_are_the_generators_events_encoded_as_json(seed: int, start
             thing = expected[event.seq]
             assert (event.key, event.value) == encode(thing)  # type: ignore[arg-type]
             assert event.event_time == thing["timestamp"]
+
+
+def test_a_start_is_its_utc_instant_and_must_say_its_zone() -> None:
+    in_kolkata = DEFAULT_START.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    assert list(generate_events("sales", 500, seed=4, start=in_kolkata, malformed_fraction=0.2)) == list(
+        generate_events("sales", 500, seed=4, malformed_fraction=0.2)
+    )
+    with pytest.raises(ValueError, match="the start must say its time zone"):
+        generate_events("orders", 10, start=datetime(2026, 11, 27, 10, 0))

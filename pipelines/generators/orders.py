@@ -12,16 +12,14 @@ two decimals and the timestamp ISO-8601 UTC with milliseconds and a `Z`.
 from __future__ import annotations
 
 import itertools
-import math
 import random
 from bisect import bisect
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
-from random import NV_MAGICCONST  # type: ignore[attr-defined]
 from typing import TypedDict
 
-from pipelines.generators.common import DEFAULT_START, dump_json, format_timestamp
+from pipelines.generators.common import DEFAULT_START, clock_and_cents, dump_json, format_timestamp
 
 DEFAULT_CUSTOMERS = 2000
 ZIPF_EXPONENT = 1.1
@@ -107,30 +105,14 @@ def order_draws(
     rng = random.Random(seed)
     ranks = range(1, customers + 1)
     cum_weights = list(itertools.accumulate(1 / r**ZIPF_EXPONENT for r in ranks))
-    # The same draws as rng.choices(ranks, cum_weights=...), rng.randint(0, k) and
-    # rng.lognormvariate(mu, sigma), inlined (see pipelines.generators.sales.sale_draws).
+    # The same draws as rng.choices(ranks, cum_weights=...), inlined (`bisect`), after the time
+    # and the amount (clock_and_cents).
     total, last = cum_weights[-1] + 0.0, len(cum_weights) - 1
-    bits, uniform, log, exp = rng.getrandbits, rng.random, math.log, math.exp
-    gap_draws, disorder_draws = 2 * mean_gap_ms + 1, disorder_ms + 1
-    gap_k, disorder_k = gap_draws.bit_length(), disorder_draws.bit_length()
-    mu, sigma = 8.2, 0.8  # amounts: median ~ 36 EUR, a long tail of big baskets
-    clock_ms = 0  # the stream's clock in whole milliseconds since the start
-    for _ in range(count):
-        r = bits(gap_k)
-        while r >= gap_draws:
-            r = bits(gap_k)
-        clock_ms += r
-        r = bits(disorder_k)
-        while r >= disorder_draws:
-            r = bits(disorder_k)
-        ms = clock_ms - r
-        while True:
-            u1 = uniform()
-            u2 = 1.0 - uniform()
-            z = NV_MAGICCONST * (u1 - 0.5) / u2
-            if z * z / 4.0 <= -log(u2):
-                break
-        cents = int(exp(mu + z * sigma)) + 1
+    uniform = rng.random
+    # Amounts: median ~ 36 EUR, a long tail of big baskets.
+    for ms, cents in clock_and_cents(
+        rng, count, mean_gap_ms=mean_gap_ms, disorder_ms=disorder_ms, mu=8.2, sigma=0.8
+    ):
         yield ms, ranks[bisect(cum_weights, uniform() * total, 0, last)], cents
 
 

@@ -8,17 +8,15 @@ seed and the start time, never from the wall clock, so a run is reproducible.
 from __future__ import annotations
 
 import itertools
-import math
 import random
 from bisect import bisect
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
-from random import NV_MAGICCONST  # type: ignore[attr-defined]
 from typing import TypedDict
 
 from pipelines.contracts import SALE_FIELDS
-from pipelines.generators.common import DEFAULT_START, dump_json, format_timestamp
+from pipelines.generators.common import DEFAULT_START, clock_and_cents, dump_json, format_timestamp
 
 __all__ = [
     "CATEGORIES",
@@ -118,33 +116,17 @@ def sale_draws(
         raise ValueError(f"gaps and disorder must not be negative, not {mean_gap_ms} and {disorder_ms}")
     rng = random.Random(seed)
     names = [c for c, _ in CATEGORIES]
-    # The same draws as rng.choices(names, cum_weights=...), rng.randint(0, k), rng.randrange(k)
-    # and rng.lognormvariate(mu, sigma): their bodies in Python 3.11's `random` (`_randbelow`,
-    # `bisect`, Kinderman and Monahan's `normalvariate`), inlined on the generator's C draws
-    # `getrandbits` and `random`. The calls and their argument checks took most of its time.
+    # The same draws as rng.choices(names, cum_weights=...) and rng.randrange(k), inlined
+    # (`bisect`, `_randbelow`; see clock_and_cents, which draws the time and the amount first).
     cum_weights = list(itertools.accumulate(w for _, w in CATEGORIES))
     total, last = cum_weights[-1] + 0.0, len(cum_weights) - 1
-    bits, uniform, log, exp = rng.getrandbits, rng.random, math.log, math.exp
-    gap_draws, disorder_draws, order_ids = 2 * mean_gap_ms + 1, disorder_ms + 1, count * 2 + 10
-    gap_k, disorder_k, order_k = gap_draws.bit_length(), disorder_draws.bit_length(), order_ids.bit_length()
-    mu, sigma = 7.5, 1.0  # amounts: median ~ 18 EUR, long tail
-    clock_ms = 0  # the stream's clock in whole milliseconds since the start
-    for _ in range(count):
-        r = bits(gap_k)
-        while r >= gap_draws:
-            r = bits(gap_k)
-        clock_ms += r
-        r = bits(disorder_k)
-        while r >= disorder_draws:
-            r = bits(disorder_k)
-        ms = clock_ms - r
-        while True:
-            u1 = uniform()
-            u2 = 1.0 - uniform()
-            z = NV_MAGICCONST * (u1 - 0.5) / u2
-            if z * z / 4.0 <= -log(u2):
-                break
-        cents = int(exp(mu + z * sigma)) + 1
+    bits, uniform = rng.getrandbits, rng.random
+    order_ids = count * 2 + 10
+    order_k = order_ids.bit_length()
+    # Amounts: median ~ 18 EUR, long tail.
+    for ms, cents in clock_and_cents(
+        rng, count, mean_gap_ms=mean_gap_ms, disorder_ms=disorder_ms, mu=7.5, sigma=1.0
+    ):
         r = bits(order_k)
         while r >= order_ids:
             r = bits(order_k)

@@ -8,7 +8,15 @@ batch is written where it is computed, by the executors, one task per partition 
 1. the task for slot `p` (see below) opens a transactional producer whose `transactional.id` is
    `<sink id>-p<p>`, stable across restarts of the same checkpoint (`transactional_id_for`);
    `init_transactions` fences any older writer of that partition still holding the id (a killed
-   driver's task, a failed or speculative attempt) and aborts its open transaction;
+   driver's task, a failed or speculative attempt) and aborts its open transaction. The Python
+   worker keeps the producer after its commit for the slot's later batches (`init_transactions`
+   is a few round trips to the transaction coordinator, 65-500 ms on two cores, every batch).
+   A kept producer may have been fenced since by another worker that wrote the slot (Spark does
+   not send a slot's tasks to the same worker): each transaction therefore starts with the
+   marker's `send_offsets_to_transaction`, the first request to the broker, and a kept producer
+   it fails for is dropped for a new one, whose `init_transactions` comes before the marker is
+   read again (step 2). A producer that is not fenced there was not fenced when the marker was
+   read either: fencing is permanent;
 2. it reads the partition's *marker*: the committed offset of the consumer group
    `<sink id>-p<p>.batches` on partition 0 of the job's source topic, read with `read_committed`,
    which holds the last batch id this partition wrote + 1. A batch below it was written already:
@@ -17,11 +25,11 @@ batch is written where it is computed, by the executors, one task per partition 
    consumer is kept by the Python worker for later batches, and its first lookup of the group's
    coordinator overlaps `init_transactions`; the read that decides comes after it, since a zombie
    can commit until then;
-3. otherwise it begins a transaction, produces every row of its partition (key, value, headers, to
+3. otherwise it begins a transaction, moves the marker to `batch id + 1` with
+   `send_offsets_to_transaction`, produces every row of its partition (key, value, headers, to
    the row's `topic` when the batch has that column, like Spark's own sink, else the sink's topic;
-   with `murmur2_random`: Java's partitioner, so a key lands where Spark's own sink puts it), moves
-   the marker to `batch id + 1` with `send_offsets_to_transaction` and commits: rows and marker
-   together, or neither.
+   with `murmur2_random`: Java's partitioner, so a key lands where Spark's own sink puts it) and
+   commits: rows and marker together, or neither.
 
 **A task's writer slot must name the same rows on every replay.** A slot (`partition` below) is
 what names a task's transactional id and marker. Spark replays the offset ranges it logged in the
@@ -83,6 +91,11 @@ MARKER_PARTITION = 0
 MAX_KEPT_MARKERS = 64
 _MARKERS: dict[tuple[str, str], Consumer] = {}
 """The marker consumers of this process, by (client config, marker group): `PartitionTransactions._marker`."""
+MAX_KEPT_PRODUCERS = 64
+_PRODUCERS: dict[tuple[str, str], Producer] = {}
+"""The transactional producers of this process between two transactions, by (client and producer
+config, transactional id): `PartitionTransactions._kept_producer`. A task takes its slot's out while
+it writes and puts it back after its commit, so two writers in one process never share one."""
 FAULT_ENV = "PIPELINES_FAULT_FAIL_TASK_ONCE"
 _COORDINATOR_MOVING = {
     KafkaError.NOT_COORDINATOR,
@@ -230,6 +243,34 @@ class PartitionTransactions:
         partition order up to the first that has not (usually partition 0, one lookup)."""
         return all(self.next_batch(p) > batch_id for p in range(partitions))
 
+    def _producer_key(self, partition: int) -> tuple[str, str]:
+        config = {**self.client_config, **self.producer_config}
+        return (repr(sorted(config.items())), self.partition_transactional_id(partition))
+
+    def _kept_producer(self, partition: int) -> Producer | None:
+        """The producer this process kept for `partition`'s slot after its last commit, taken out
+        (it goes back with `_keep`), or None."""
+        return _PRODUCERS.pop(self._producer_key(partition), None)
+
+    def _keep(self, partition: int, producer: Producer) -> None:
+        while len(_PRODUCERS) >= MAX_KEPT_PRODUCERS:  # the oldest goes: a bound on kept connections
+            _PRODUCERS.pop(next(iter(_PRODUCERS))).flush(0)
+        _PRODUCERS[self._producer_key(partition)] = producer
+
+    def _new_producer(self, partition: int, marker: Consumer, new_marker: bool) -> Producer:
+        """A new producer for `partition`'s slot, its `init_transactions` done. A new marker
+        consumer's first read, which finds the group's coordinator and connects to it, runs
+        while `init_transactions` waits on the broker; the marker read that counts, after it, is
+        then one round trip. A kept consumer knows its coordinator already."""
+        warm_up = threading.Thread(target=self._warm_up, args=(marker,), daemon=True) if new_marker else None
+        if warm_up is not None:
+            warm_up.start()
+        try:
+            return self._producer(partition)
+        finally:
+            if warm_up is not None:
+                warm_up.join()
+
     def _producer(self, partition: int) -> Producer:
         transactional_id = self.partition_transactional_id(partition)
         producer = make_producer(
@@ -260,30 +301,41 @@ class PartitionTransactions:
         first = next(rows, None)
         if first is None:
             return PartitionWrite(partition, attempt, 0, skipped=False)
-        marker, new = self._marker(partition)
-        # The marker is read after init_transactions (a zombie may still commit until then), but
-        # a new consumer's first read, which finds the group's coordinator and connects to it, runs
-        # while init_transactions waits on the broker; the read that counts is then one round trip.
-        # A kept consumer knows its coordinator already.
-        warm_up = threading.Thread(target=self._warm_up, args=(marker,), daemon=True) if new else None
-        if warm_up is not None:
-            warm_up.start()
+        marker, new_marker = self._marker(partition)
+        producer = self._kept_producer(partition)
+        kept = producer is not None
         try:
-            producer = self._producer(partition)
-        finally:
-            if warm_up is not None:
-                warm_up.join()
-        try:
-            if batch_id < self.next_batch(partition, marker):
-                LOG.info("partition %d of batch %d was written before: skipped", partition, batch_id)
-                return PartitionWrite(partition, attempt, 0, skipped=True)
+            if producer is None:
+                producer = self._new_producer(partition, marker, new_marker)
+            marker_offsets = [TopicPartition(self.marker_topic, MARKER_PARTITION, batch_id + 1)]
+            while True:
+                # The marker is read after init_transactions (a zombie may still commit until then).
+                if batch_id < self.next_batch(partition, marker):
+                    LOG.info("partition %d of batch %d was written before: skipped", partition, batch_id)
+                    self._keep(partition, producer)
+                    return PartitionWrite(partition, attempt, 0, skipped=True)
+                producer.begin_transaction()
+                try:
+                    producer.send_offsets_to_transaction(
+                        marker_offsets, marker.consumer_group_metadata(), self.timeout_s
+                    )
+                    break
+                except KafkaException:
+                    if not kept:
+                        with contextlib.suppress(KafkaException):
+                            producer.abort_transaction(self.timeout_s)
+                        raise
+                # A kept producer another writer of this slot has fenced since (or whose broker went
+                # away): a new one, which fences every other, and the marker read again after it.
+                LOG.info("partition %d: the kept producer cannot write (fenced?): a new one", partition)
+                kept = False
+                producer = self._new_producer(partition, marker, new_marker=False)
             fault = self.fail_once
             fail_after = (
                 fault.after_rows
                 if fault and attempt == 0 and (fault.batch_id, fault.partition) == (batch_id, partition)
                 else None
             )
-            producer.begin_transaction()
             written = 0
             try:
                 for key, value, headers, target, topic in itertools.chain([first], rows):
@@ -303,23 +355,20 @@ class PartitionTransactions:
                             producer.poll(0.05)
                     producer.poll(0)
                     written += 1
-                marker_offsets = [TopicPartition(self.marker_topic, MARKER_PARTITION, batch_id + 1)]
-                producer.send_offsets_to_transaction(
-                    marker_offsets, marker.consumer_group_metadata(), self.timeout_s
-                )
                 producer.commit_transaction(self.timeout_s)
             except BaseException:
                 # Fenced, or the broker is gone: then the transaction times out on the broker.
                 with contextlib.suppress(KafkaException):
                     producer.abort_transaction(self.timeout_s)
                 raise
+            self._keep(partition, producer)
             return PartitionWrite(partition, attempt, written, skipped=False)
         except BaseException:
             _MARKERS.pop(self._marker_key(partition), None)  # a fresh consumer for the next attempt
             marker.close()
+            if producer is not None:
+                producer.flush(0)  # not kept: it closes when dropped
             raise
-        finally:
-            producer.flush(0)
 
 
 def arrow_records(batches: Iterable[pa.RecordBatch]) -> Iterator[Record]:

@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import KafkaException
 
 from pipelines.errors import PipelinesError
+from pipelines.kafka import transactional_sink
 from pipelines.kafka.transactional_sink import FailOnce, PartitionTransactions, Record
 from pipelines.security import client_conf
 from tests.helpers import read_topic
@@ -59,6 +60,31 @@ def test_each_partition_of_each_batch_once_a_replay_skipped_a_zombie_fenced(
     assert sorted(r.key for r in records) == sorted(expected)
     assert {r.headers for r in records} == {(("h", b"1"),)}
     assert successor.next_batch(0) == 4
+
+
+def test_a_kept_producer_is_reused_and_one_fenced_by_another_writer_gives_way_to_a_new_one(
+    bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    source, sink = new_topic(partitions=1), new_topic(partitions=1)
+    writer = PartitionTransactions(client_conf(bootstrap), sink, f"pipelines-test-{sink}", source)
+    key = writer._producer_key(0)
+    assert writer.write(0, 0, rows(0, 0)).rows == 3
+    first = transactional_sink._PRODUCERS[key]
+    assert writer.write(1, 0, rows(1, 0)).rows == 3
+    assert transactional_sink._PRODUCERS[key] is first  # no init_transactions for batch 1
+
+    # Batch 2 of the slot goes to another Python worker (here: the kept producer out of sight),
+    # whose new producer fences `first`. Batch 3 comes back to this worker and its fenced producer.
+    del transactional_sink._PRODUCERS[key]
+    assert writer.write(2, 0, rows(2, 0)).rows == 3
+    assert transactional_sink._PRODUCERS[key] is not first
+    transactional_sink._PRODUCERS[key] = first
+    assert writer.write(3, 0, rows(3, 0)).rows == 3
+    assert transactional_sink._PRODUCERS[key] is not first  # dropped for a new one
+
+    records = read_topic(bootstrap, sink)
+    assert sorted(r.key for r in records) == sorted(k for b in range(4) for k in keys(b, 0))
+    assert writer.next_batch(0) == 4
 
 
 def test_fault_injection_setting_is_parsed_or_refused_in_one_line() -> None:

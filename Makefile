@@ -6,11 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
-# `make test` runs the suite on this many pytest-xdist workers (tests.helpers.xdist_group: the
-# SparkSession's tests in two groups, the cluster's in one, each on one worker, the longest groups
-# first). The tests mostly wait on brokers and micro-batches (one run on two workers used 27% of
-# the two cores), so four workers on two cores finish sooner; TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 4
+# `make test` runs the suite on this many pytest-xdist workers (tests.helpers.xdist_group keeps
+# the SparkSession's tests on one worker and the cluster's on one); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 BENCH_ARGS ?=
 # `make run FORMAT=avro`: the demo in Avro, with the local schema registry (`pipelines demo --format
 # avro`); RUN_ARGS passes any other option of `pipelines demo`, e.g. RUN_ARGS="--count 20000".
@@ -42,8 +40,8 @@ jars: $(INSTALLED) ## Resolve the Kafka and Delta jars with Maven into .jars/ (q
 run: setup ## Run the whole stack once: local Kafka broker, seeded events, Spark job into Delta, a table of what it wrote (FORMAT=avro: in Avro with a schema registry; RUN_ARGS="--count N")
 	@$(BIN)/pipelines demo $(if $(FORMAT),--format $(FORMAT)) $(RUN_ARGS)
 
-test: setup ## Run the whole test suite on real brokers and real SparkSessions (four workers; the 15 slowest tests listed at the end)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
+test: setup ## Run the whole test suite on a real broker and a real SparkSession (two workers; the 15 slowest tests listed at the end)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 test-fast: setup ## Run the tests that need neither the broker nor Spark (seconds)
 	$(BIN)/pytest -m "not kafka and not spark" $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """Shared fixtures: one real Kafka broker and one SparkSession for the whole test run (per worker
-when `make test` runs the suite on pytest-xdist workers; the tests that use a SparkSession are in
-two groups, each on one worker: tests.helpers.xdist_group).
+when `make test` runs the suite on pytest-xdist workers; every test that uses the SparkSession runs
+on the same worker, tests.helpers.xdist_group).
 
 Broker tests get a fresh topic (and consumer group) per test; streaming queries get their own
 checkpoint under `tmp_path`. Nothing here is mocked: `kafka` tests talk to a real Apache Kafka
@@ -33,7 +33,7 @@ from pipelines.kafka.admin import create_topic
 from pipelines.local.broker import LocalBroker
 from pipelines.local.jvm import spark_jars
 from pipelines.spark import build_session
-from tests.helpers import FIRST_GROUPS, FIXTURE_MARKERS, OwnSpark, require_markers, started, xdist_group
+from tests.helpers import FIXTURE_MARKERS, OwnSpark, require_markers, started, xdist_group
 
 # Spark hands timestamps to Python as naive local datetimes; the contract is UTC, so the test
 # process runs in UTC whatever the machine's zone.
@@ -54,26 +54,21 @@ os.environ.setdefault("JDK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:ReservedC
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Give each test the markers of the fixtures it uses (`fixturenames` includes the fixtures of
-    its fixtures) and its side-by-side group (tests.helpers.xdist_group; pytest-xdist reads the
-    `xdist_group` marker after this hook), and put the longest groups first."""
-    groups: dict[pytest.Item, str] = {}
+    its fixtures), and its side-by-side group (tests.helpers.xdist_group; pytest-xdist reads the
+    `xdist_group` marker after this hook)."""
     for item in items:
-        groups[item] = group = xdist_group(item)
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
         used = set(getattr(item, "fixturenames", ()))
         for fixture, markers in FIXTURE_MARKERS.items():
             if fixture in used:
                 for marker in markers:
                     if item.get_closest_marker(marker) is None:
                         item.add_marker(marker)
-    # The longest groups first, each keeping its order (a stable sort): see FIRST_GROUPS.
-    first = {group: rank for rank, group in enumerate(FIRST_GROUPS)}
-    items.sort(key=lambda item: first.get(groups[item], len(first)))
 
 
 def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
     """Under `--dist loadgroup`, stop at once unless pytest-xdist took the tests' groups (it marks
-    each test id with `@group`): else every worker could start a SparkSession and tests that
+    each test id with `@group`): else two workers could each start a SparkSession and tests that
     must run in order on one worker could run on two."""
     if ids and node.config.getvalue("dist") == "loadgroup" and "@" not in ids[0]:  # type: ignore[attr-defined]
         pytest.exit(

@@ -78,36 +78,27 @@ FIXTURE_MARKERS: dict[str, tuple[str, ...]] = {
 
 
 # -- side-by-side groups (`make test` runs pytest-xdist with --dist loadgroup) -------------------
-SPARK_JOBS_GROUP = "spark-session-jobs"
 SPARK_SESSION_GROUP = "spark-session"
 CLUSTER_GROUP = "cluster"
-DEMO_GROUP = "tests/test_demo.py"
-FIRST_GROUPS = (SPARK_JOBS_GROUP, SPARK_SESSION_GROUP, CLUSTER_GROUP, DEMO_GROUP)
-"""The longest groups (7, 7, 6 and 4 minutes of tests in one run on two cores), which
-`tests/conftest.py` puts first so that each starts at once on a worker of its own (`make test`
-runs four, with pytest-xdist's reordering by test count off); every other group follows in
-collection order and goes to whichever worker is free."""
 
 
 def xdist_group(item: pytest.Item) -> str:
     """The group a test runs in when the suite runs on several workers: a group runs on one worker,
     in collection order.
 
-    - the tests that use a SparkSession in two groups, each on its worker with the worker's
-      SparkSession: those of tests/jobs, and the others with every test of tests/security (the
-      no-leak test searches what the secured jobs wrote, so it runs after them) and of the schema
-      registry (one registry per run);
+    - every test that uses the run's SparkSession, and every test of tests/security (the no-leak
+      test searches what the secured jobs wrote, so it runs after them), in one group: one
+      SparkSession per run, however many workers;
     - the 3-broker cluster's tests in one group: one cluster per run;
     - any other test with the rest of its module: a module's shared topics and fixtures are made
-      once.
+      once, and modules are balanced across the workers, the largest first.
     """
     used = set(getattr(item, "fixturenames", ()))
     if used & {"kafka_cluster", "spark_cluster"}:
         return CLUSTER_GROUP
-    if "security" in item.path.parts or "schema_registry" in used:
+    if "spark" in used or "security" in item.path.parts or "schema_registry" in used:
+        # The schema registry's tests join the SparkSession's group: one registry per run, too.
         return SPARK_SESSION_GROUP
-    if "spark" in used:
-        return SPARK_JOBS_GROUP if "jobs" in item.path.parts else SPARK_SESSION_GROUP
     return item.path.relative_to(PROJECT_ROOT).as_posix()
 
 

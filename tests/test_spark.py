@@ -113,6 +113,20 @@ def test_running_session_is_utc_with_delta(spark: SparkSession) -> None:
     assert spark.conf.get("spark.jars.packages", None) in (None, "")
 
 
+def test_streaming_checkpoints_go_through_the_file_system_based_manager(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # The manager Spark makes for a query's checkpoint, from the session's Hadoop configuration
+    # as a query gets it: FileContext's forks `readlink` and `chmod` per file (docs/architecture.md).
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    hadoop_conf = spark._jsparkSession.sessionState().newHadoopConf()
+    manager = jvm.org.apache.spark.sql.execution.streaming.checkpointing.CheckpointFileManager.create(
+        jvm.org.apache.hadoop.fs.Path(str(tmp_path)), hadoop_conf
+    )
+    assert manager.getClass().getSimpleName() == "FileSystemBasedCheckpointFileManager"
+
+
 def test_delta_round_trip(spark: SparkSession, tmp_path: Path) -> None:
     schema = StructType(
         [

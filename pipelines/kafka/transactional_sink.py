@@ -314,8 +314,8 @@ class PartitionTransactions:
                     LOG.info("partition %d of batch %d was written before: skipped", partition, batch_id)
                     self._keep(partition, producer)
                     return PartitionWrite(partition, attempt, 0, skipped=True)
-                producer.begin_transaction()
                 try:
+                    producer.begin_transaction()
                     producer.send_offsets_to_transaction(
                         marker_offsets, marker.consumer_group_metadata(), self.timeout_s
                     )

@@ -166,6 +166,10 @@ class PartitionTransactions:
     producer_config: Mapping[str, Any] = field(default_factory=dict)
     timeout_s: float = 60.0
     fail_once: FailOnce | None = None
+    kept_marker_timeout_s: float = 5.0
+    """How long a task with a kept producer waits for its marker before it takes a new producer:
+    a transaction a dead attempt left open with its marker offset holds the read until a new
+    producer's `init_transactions` aborts it (or it times out, after a minute)."""
 
     def partition_transactional_id(self, partition: int) -> str:
         return f"{self.transactional_id}-p{partition}"
@@ -205,14 +209,16 @@ class PartitionTransactions:
         with contextlib.suppress(KafkaException):  # the real read, after it, says what went wrong
             marker.committed([TopicPartition(self.marker_topic, MARKER_PARTITION)], timeout=self.timeout_s)
 
-    def next_batch(self, partition: int, marker: Consumer | None = None) -> int:
+    def next_batch(
+        self, partition: int, marker: Consumer | None = None, timeout_s: float | None = None
+    ) -> int:
         """The first batch id `partition` has not written yet (0 for a new sink). The group's
         coordinator may still be loading or moving (a new group, a restarted broker): asked
-        again until it answers."""
+        again until it answers, for `timeout_s` (default: the sink's)."""
         own = marker is None
         consumer = self._consumer(partition) if marker is None else marker
         try:
-            deadline = time.monotonic() + self.timeout_s
+            deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
             while True:
                 try:
                     committed = consumer.committed(
@@ -303,6 +309,11 @@ class PartitionTransactions:
             return PartitionWrite(partition, attempt, 0, skipped=False)
         marker, new_marker = self._marker(partition)
         producer = self._kept_producer(partition)
+        if producer is not None and attempt > 0:
+            # A retried task: its failed attempt may have died inside a transaction holding the
+            # marker's offset; a new producer's init_transactions aborts it.
+            producer.flush(0)
+            producer = None
         kept = producer is not None
         try:
             if producer is None:
@@ -310,7 +321,25 @@ class PartitionTransactions:
             marker_offsets = [TopicPartition(self.marker_topic, MARKER_PARTITION, batch_id + 1)]
             while True:
                 # The marker is read after init_transactions (a zombie may still commit until then).
-                if batch_id < self.next_batch(partition, marker):
+                # A kept producer may find it held by a transaction a dead writer left open (its
+                # offset is not stable until that transaction ends): then a new producer, whose
+                # init_transactions aborts it.
+                try:
+                    next_batch = self.next_batch(
+                        partition, marker, self.kept_marker_timeout_s if kept else None
+                    )
+                except PipelinesError:
+                    if not kept:
+                        raise
+                    LOG.info(
+                        "partition %d: the marker is held (a dead writer's transaction?): a new producer",
+                        partition,
+                    )
+                    kept = False
+                    producer.flush(0)
+                    producer = self._new_producer(partition, marker, new_marker=False)
+                    continue
+                if batch_id < next_batch:
                     LOG.info("partition %d of batch %d was written before: skipped", partition, batch_id)
                     self._keep(partition, producer)
                     return PartitionWrite(partition, attempt, 0, skipped=True)

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from pipelines.errors import PipelinesError
 from pipelines.kafka import transactional_sink
+from pipelines.kafka.producer import make_producer
 from pipelines.kafka.transactional_sink import FailOnce, PartitionTransactions, Record
 from pipelines.security import client_conf
 from tests.helpers import read_topic
@@ -85,6 +86,32 @@ def test_a_kept_producer_is_reused_and_one_fenced_by_another_writer_gives_way_to
     records = read_topic(bootstrap, sink)
     assert sorted(r.key for r in records) == sorted(k for b in range(4) for k in keys(b, 0))
     assert writer.next_batch(0) == 4
+
+
+def test_a_kept_producer_whose_marker_is_held_by_a_dead_writers_transaction_takes_a_new_one(
+    bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    source, sink = new_topic(partitions=1), new_topic(partitions=1)
+    writer = PartitionTransactions(
+        client_conf(bootstrap), sink, f"pipelines-test-{sink}", source, kept_marker_timeout_s=2.0
+    )
+    assert writer.write(0, 0, rows(0, 0)).rows == 3  # its producer is kept
+    # A writer of batch 1 (another worker's task) dies inside its transaction, which holds a row
+    # and the marker's offset: the marker is not stable until that transaction ends.
+    dead = make_producer(bootstrap, {"transactional.id": writer.partition_transactional_id(0)})
+    dead.init_transactions(30)
+    dead.begin_transaction()
+    dead.produce(sink, key=b"dead", value=b"v")
+    group = Consumer({**client_conf(bootstrap), "group.id": writer.marker_group(0)})
+    dead.send_offsets_to_transaction([TopicPartition(source, 0, 2)], group.consumer_group_metadata(), 30)
+    dead.flush(30)
+    group.close()
+    # The retry of batch 1 lands on the worker with the kept (fenced) producer: its marker read
+    # waits 2 s, then a new producer aborts the dead transaction, and batch 1 is written once.
+    assert writer.write(1, 0, rows(1, 0)).rows == 3
+    records = read_topic(bootstrap, sink)
+    assert sorted(r.key for r in records) == sorted(keys(0, 0) + keys(1, 0))
+    assert writer.next_batch(0) == 2
 
 
 def test_fault_injection_setting_is_parsed_or_refused_in_one_line() -> None:

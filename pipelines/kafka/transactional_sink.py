@@ -16,7 +16,9 @@ batch is written where it is computed, by the executors, one task per partition 
    marker's `send_offsets_to_transaction`, the first request to the broker, and a kept producer
    it fails for is dropped for a new one, whose `init_transactions` comes before the marker is
    read again (step 2). A producer that is not fenced there was not fenced when the marker was
-   read either: fencing is permanent;
+   read either: fencing is permanent. A retried task, and a kept producer whose marker read does
+   not answer within `kept_marker_timeout_s` (a dead writer's open transaction holding the
+   marker's offset), take a new producer first, whose `init_transactions` aborts that transaction;
 2. it reads the partition's *marker*: the committed offset of the consumer group
    `<sink id>-p<p>.batches` on partition 0 of the job's source topic, read with `read_committed`,
    which holds the last batch id this partition wrote + 1. A batch below it was written already:

@@ -279,6 +279,13 @@ class PartitionTransactions:
             if warm_up is not None:
                 warm_up.join()
 
+    def _replace(self, partition: int, marker: Consumer, why: str) -> Producer:
+        """A new producer for `partition`'s slot in place of the kept one, which `why`. The kept
+        one holds nothing between transactions and closes when the caller drops it (no flush: on
+        a fenced producer that raises the fence)."""
+        LOG.info("partition %d: the kept producer %s: a new one", partition, why)
+        return self._new_producer(partition, marker, new_marker=False)
+
     def _producer(self, partition: int) -> Producer:
         transactional_id = self.partition_transactional_id(partition)
         producer = make_producer(
@@ -314,7 +321,6 @@ class PartitionTransactions:
         if producer is not None and attempt > 0:
             # A retried task: its failed attempt may have died inside a transaction holding the
             # marker's offset; a new producer's init_transactions aborts it.
-            producer.flush(0)
             producer = None
         kept = producer is not None
         try:
@@ -333,13 +339,8 @@ class PartitionTransactions:
                 except PipelinesError:
                     if not kept:
                         raise
-                    LOG.info(
-                        "partition %d: the marker is held (a dead writer's transaction?): a new producer",
-                        partition,
-                    )
                     kept = False
-                    producer.flush(0)
-                    producer = self._new_producer(partition, marker, new_marker=False)
+                    producer = self._replace(partition, marker, "finds its marker held")
                     continue
                 if batch_id < next_batch:
                     LOG.info("partition %d of batch %d was written before: skipped", partition, batch_id)
@@ -358,9 +359,8 @@ class PartitionTransactions:
                         raise
                 # A kept producer another writer of this slot has fenced since (or whose broker went
                 # away): a new one, which fences every other, and the marker read again after it.
-                LOG.info("partition %d: the kept producer cannot write (fenced?): a new one", partition)
                 kept = False
-                producer = self._new_producer(partition, marker, new_marker=False)
+                producer = self._replace(partition, marker, "cannot write (fenced?)")
             fault = self.fail_once
             fail_after = (
                 fault.after_rows
@@ -397,8 +397,9 @@ class PartitionTransactions:
         except BaseException:
             _MARKERS.pop(self._marker_key(partition), None)  # a fresh consumer for the next attempt
             marker.close()
-            if producer is not None:
-                producer.flush(0)  # not kept: it closes when dropped
+            if producer is not None:  # not kept: it closes when dropped
+                with contextlib.suppress(KafkaException):  # a fenced one raises the fence again
+                    producer.flush(0)
             raise
 
 

@@ -132,6 +132,7 @@ def run_spark(
             trigger="available-now",
             dlq_topic=dead_letter_topic(topic),
             max_offsets_per_trigger=max_offsets_per_trigger,
+            spark_settings=env.settings().spark,
         )
     job.await_termination()
     seconds = time.monotonic() - started

@@ -140,6 +140,7 @@ def run_revenue(
         max_offsets_per_trigger=max_offsets_per_trigger,
         value_format=value_format,
         registry_url=registry_url,
+        spark_settings=env.settings().spark,
     )
     job.await_termination()
     seconds = time.monotonic() - started

@@ -157,6 +157,7 @@ class _Pipeline:
                 checkpoint=self.workdir / env.unique("ck"),
                 trigger=trigger,
                 guarantee="at-least-once" if at_least_once else "exactly-once",
+                spark_settings=env.settings().spark,
             )
         else:
             guarantee = "exactly-once" if "exactly_once" in self.config else "at-least-once"

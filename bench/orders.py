@@ -159,6 +159,7 @@ def run_spark_shipments(
         trigger="available-now",
         max_offsets_per_trigger=env.settings().spark.max_offsets_per_trigger,
         guarantee=guarantee,
+        spark_settings=env.settings().spark,
     )
     group.await_termination()
     seconds = time.monotonic() - started
@@ -224,6 +225,7 @@ def run_spark_customer_counts(
         trigger="available-now",
         max_offsets_per_trigger=env.settings().spark.max_offsets_per_trigger,
         dead_letters=False,
+        spark_settings=env.settings().spark,
     )
     group.await_termination()
     seconds = time.monotonic() - started

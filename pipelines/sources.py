@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 
+from pipelines.config import SparkSettings
 from pipelines.security import spark_kafka_options
 
 
@@ -17,15 +19,21 @@ def read_kafka_stream(
     starting_offsets: str = "earliest",
     max_offsets_per_trigger: int | None = None,
     extra_options: dict[str, str] | None = None,
+    consumer: Mapping[str, str | int | bool] | None = None,
 ) -> DataFrame:
     """A streaming DataFrame of `topic` with the kafka source's columns (key, value, topic,
     partition, offset, timestamp, timestampType).
 
     `max_offsets_per_trigger` bounds each micro-batch so a backlog is not read in one batch.
     `failOnDataLoss` stays true: offsets lost to retention fail the query instead of skipping data.
-    The security options registered for `bootstrap_servers` (`pipelines.security`) are added.
+    The security options registered for `bootstrap_servers` (`pipelines.security`) are added, and
+    the Kafka `consumer` properties as `kafka.<name>` options (default: the profile default,
+    `SparkSettings.kafka_consumer`).
     """
     reader = spark.readStream.format("kafka")
+    properties = consumer if consumer is not None else SparkSettings().kafka_consumer
+    for key, value in properties.items():
+        reader = reader.option(f"kafka.{key}", str(value).lower() if isinstance(value, bool) else str(value))
     for key, value in spark_kafka_options(bootstrap_servers).items():
         reader = reader.option(key, value)
     reader = (
@@ -51,6 +59,8 @@ class KafkaSource:
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int | None = None
     extra_options: dict[str, str] | None = None
+    consumer: Mapping[str, str | int | bool] | None = None
+    """Kafka consumer properties (`SparkSettings.kafka_consumer`); None: the profile default."""
 
     def read(self) -> DataFrame:
         """A new streaming DataFrame of the topic (`read_kafka_stream`)."""
@@ -61,4 +71,5 @@ class KafkaSource:
             starting_offsets=self.starting_offsets,
             max_offsets_per_trigger=self.max_offsets_per_trigger,
             extra_options=self.extra_options,
+            consumer=self.consumer,
         )

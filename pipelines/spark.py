@@ -8,9 +8,11 @@ put the connectors on the classpath and the factory leaves `spark.jars` alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypedDict, Unpack
 
@@ -108,6 +110,44 @@ def session_conf(
             conf[key] = " ".join([*filter(None, [conf.get(key)]), *java_options])
     conf.update(extra or {})
     return conf
+
+
+INTERPRETED: dict[str, str] = {
+    "spark.sql.codegen.wholeStage": "false",
+    # Internal to Spark (its tests use it; present since Spark 2.4, checked on 4.2.0 by
+    # tests/test_spark.py): projections and predicates interpreted instead of generated.
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
+"""SQL settings under which a query evaluates its expressions interpreted, without generating Java
+code. Spark plans every micro-batch anew and generates the code of its plan again each time (its
+compiler cache then finds the class, but writing the code is not cached). For the order parser's
+hundreds of expressions that writing is ~90 ms of a 190 ms micro-batch of a few hundred orders on
+two cores; interpreted, the batch is ~100 ms and a 300,000-order backlog is read as fast (bench/,
+docs/architecture.md)."""
+
+_QUERY_CONF_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def query_conf(spark: SparkSession, conf: Mapping[str, str]) -> Iterator[None]:
+    """Set `conf` on the session while a streaming query starts inside the block, then restore it.
+
+    A streaming query runs in a copy of its session taken when it starts (Spark's
+    `StreamExecution.sparkSessionForStream`), so the settings stay with that query alone: queries
+    started later, and batch work on the session, see the session's own settings again.
+    """
+    with _QUERY_CONF_LOCK:
+        before: dict[str, str | None] = {key: spark.conf.get(key, None) for key in conf}
+        try:
+            for key, value in conf.items():
+                spark.conf.set(key, value)
+            yield
+        finally:
+            for key, previous in before.items():
+                if previous is None:
+                    spark.conf.unset(key)
+                else:
+                    spark.conf.set(key, previous)
 
 
 def worker_python(master: str | None, environ: Mapping[str, str]) -> str | None:

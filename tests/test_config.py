@@ -56,7 +56,8 @@ def test_an_unknown_key_lists_the_keys_of_its_section(tmp_path: Path) -> None:
         load_settings(profile, {"PIPELINES_KAFKA__LINGER": "5"})
     kafka_keys = "bootstrap_servers, producer, replication_factor, sasl_mechanism, sasl_password, "
     kafka_keys += "sasl_username, security_protocol, ssl_ca_location"
-    spark_keys = "log4j_config, master, max_offsets_per_trigger, shuffle_partitions, ui_enabled"
+    spark_keys = "interpreted_projections, kafka_consumer, log4j_config, master, max_offsets_per_trigger, "
+    spark_keys += "shuffle_partitions, ui_enabled"
     assert str(refused.value) == (
         f"invalid settings: unknown key kafka.linger (in PIPELINES_KAFKA__LINGER); kafka takes {kafka_keys}; "
         f"unknown key spark.shufle_partitions (in {profile}); spark takes {spark_keys}"

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from chispa import assert_df_equality
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import DecimalType, StringType, StructField, StructType, TimestampType
 
 from pipelines.errors import PipelinesError
 from pipelines.kafka.producer import make_producer, produce_all
+from pipelines.sources import read_kafka_stream
 from pipelines.spark import (
+    INTERPRETED,
     explain_analysis_error,
     job_error,
     launched_by_spark_submit,
+    query_conf,
     session_conf,
     spark_failure,
     worker_python,
 )
 from tests.helpers import read_kafka_batch
+
+FACTORY, WHOLE_STAGE = "spark.sql.codegen.factoryMode", "spark.sql.codegen.wholeStage"
 
 
 def test_session_conf_for_a_local_run() -> None:
@@ -125,6 +132,45 @@ def test_streaming_checkpoints_go_through_the_file_system_based_manager(
         jvm.org.apache.hadoop.fs.Path(str(tmp_path)), hadoop_conf
     )
     assert manager.getClass().getSimpleName() == "FileSystemBasedCheckpointFileManager"
+
+
+def test_a_query_started_in_query_conf_keeps_those_settings_and_the_session_gets_its_own_back(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "part.json").write_text('{"n": 1}\n{"n": 2}\n')
+    seen: list[tuple[str | None, str | None, str, list[int]]] = []
+
+    def batch(df: DataFrame, _batch_id: int) -> None:
+        out = df.selectExpr("n + 1 AS m")
+        conf = df.sparkSession.conf
+        plan = out._jdf.queryExecution().executedPlan().toString()
+        seen.append((conf.get(FACTORY), conf.get(WHOLE_STAGE), plan, sorted(r.m for r in out.collect())))
+
+    before = (spark.conf.get(FACTORY), spark.conf.get(WHOLE_STAGE))
+    stream = spark.readStream.schema("n INT").json(str(source))
+    with query_conf(spark, INTERPRETED):
+        query = (
+            stream.writeStream.foreachBatch(batch)
+            .option("checkpointLocation", str(tmp_path / "checkpoint"))
+            .trigger(availableNow=True)
+            .start()
+        )
+    assert (spark.conf.get(FACTORY), spark.conf.get(WHOLE_STAGE)) == before == ("FALLBACK", "true")
+    query.awaitTermination(120)
+    assert [(f, w, m) for f, w, _plan, m in seen] == [("NO_CODEGEN", "false", [2, 3])]
+    assert not re.search(r"\*\(\d+\) ", seen[0][2])  # no whole-stage code: `*(1) Project` in a plan
+
+
+def test_the_kafka_source_gets_the_profiles_consumer_properties(spark: SparkSession) -> None:
+    def options(**consumer: Any) -> str:
+        df = read_kafka_stream(spark, bootstrap_servers="127.0.0.1:9", topic="t", **consumer)
+        return str(df._jdf.queryExecution().analyzed().simpleString(100))  # with the source's options
+
+    assert "kafka.fetch.max.wait.ms=10" in options()  # the profile default (SparkSettings)
+    assert "kafka.fetch.max.wait.ms=250" in options(consumer={"fetch.max.wait.ms": 250})
+    assert "fetch.max.wait.ms" not in options(consumer={})
 
 
 def test_delta_round_trip(spark: SparkSession, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.config import Settings
+from pipelines.config import Settings, SparkSettings
 from pipelines.contracts import CUSTOMER_COUNTS_TOPIC, ORDERS, ORDERS_TOPIC, dead_letter_topic
 from pipelines.jobs import runner
 from pipelines.jobs.checkpoint import CheckpointSpec
@@ -61,6 +61,7 @@ def start_customer_order_counts(
     value_format: str = "json",
     registry_url: str | None = None,
     avro_plan: AvroReadPlan | None = None,
+    spark_settings: SparkSettings | None = None,
 ) -> QueryGroup:
     """Running order count and amount per customer from `source_topic` (update mode), as a group of
     queries:
@@ -77,6 +78,8 @@ def start_customer_order_counts(
     `value_format="avro"` reads orders in the Confluent wire format with `avro_plan` (default: read
     from the registry at `registry_url` now; `pipelines.registry.spark.read_plan`), malformed ones
     dead-lettered with the Avro reason codes.
+
+    `spark_settings` (default: the profile defaults) give the source's Kafka consumer properties.
     """
     runner.check_sink(sink, delta_path)
     if value_format == "avro" and avro_plan is None:
@@ -85,7 +88,14 @@ def start_customer_order_counts(
         avro_plan = read_plan(SchemaStore(registry_url), contract_schema("orders"))
     plan = avro_plan if value_format == "avro" else None
     group = QueryGroup(CUSTOMER_ORDER_COUNTS, trigger)
-    source = KafkaSource(spark, bootstrap_servers, source_topic, starting_offsets, max_offsets_per_trigger)
+    source = KafkaSource(
+        spark,
+        bootstrap_servers,
+        source_topic,
+        starting_offsets,
+        max_offsets_per_trigger,
+        consumer=(spark_settings or SparkSettings()).kafka_consumer,
+    )
 
     def parsed() -> DataFrame:
         if plan is not None:

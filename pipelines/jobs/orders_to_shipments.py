@@ -52,7 +52,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from pipelines.config import Settings
+from pipelines.config import Settings, SparkSettings
 from pipelines.contracts import ORDERS_TOPIC, SHIPMENTS_TOPIC, dead_letter_topic
 from pipelines.errors import PipelinesError
 from pipelines.jobs.checkpoint import CheckpointSpec
@@ -72,6 +72,7 @@ from pipelines.registry.schemas import SchemaStore, contract_schema
 from pipelines.registry.spark import read_plan
 from pipelines.sinks import start_kafka_sink, start_kafka_transactional_sink
 from pipelines.sources import KafkaSource
+from pipelines.spark import INTERPRETED, query_conf
 from pipelines.transforms.avro import AvroReadPlan
 from pipelines.transforms.shipments import (
     avro_shipment,
@@ -151,6 +152,7 @@ def start_orders_to_shipments(
     value_format: str = "json",
     registry_url: str | None = None,
     avro_plan: AvroReadPlan | None = None,
+    spark_settings: SparkSettings | None = None,
 ) -> QueryGroup:
     """Start the job's `shipments` query (see the module docstring), which writes the shipments and
     the dead letters, as a group; its checkpoint folder is `checkpoint/shipments`.
@@ -165,7 +167,14 @@ def start_orders_to_shipments(
     `value_format="avro"` reads orders in the Confluent wire format with `avro_plan` (default: read
     from the registry at `registry_url` now) and writes shipments in Avro, with the `shipments`
     contract schema registered under `<sink_topic>-value` (BACKWARD) first.
+
+    `spark_settings` (default: the profile defaults) give the source's Kafka consumer properties
+    and whether a micro-batch query evaluates its projections interpreted
+    (`SparkSettings.interpreted_projections`, `pipelines.spark.INTERPRETED`): the query's
+    plan is only projections, whose generated code Spark would write again for every micro-batch.
+    Real-time mode plans its long-running batch once and keeps code generation.
     """
+    settings = spark_settings or SparkSettings()
     group = QueryGroup(ORDERS_TO_SHIPMENTS, trigger)
     guarantee = guarantee or (AT_LEAST_ONCE if group.real_time else EXACTLY_ONCE)
     if guarantee not in GUARANTEES:
@@ -182,6 +191,7 @@ def start_orders_to_shipments(
         starting_offsets,
         None if group.real_time else max_offsets_per_trigger,
         extra_options={"includeHeaders": "true"},  # a shipment carries its order's headers
+        consumer=settings.kafka_consumer,
     )
 
     if value_format == "avro":
@@ -203,7 +213,8 @@ def start_orders_to_shipments(
         shipment_value = shipment_json()
 
     dlq = dlq_topic or dead_letter_topic(source_topic)
-    with group.starting():
+    interpreted = settings.interpreted_projections and not group.real_time
+    with group.starting(), query_conf(spark, INTERPRETED if interpreted else {}):
         rows = route_orders(
             observe_records(parsed, METRICS), shipment_value, sink_topic=sink_topic, dlq_topic=dlq
         )

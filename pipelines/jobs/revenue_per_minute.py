@@ -28,7 +28,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.config import Settings
+from pipelines.config import Settings, SparkSettings
 from pipelines.contracts import REVENUE_TOPIC, SALES, SALES_TOPIC, dead_letter_topic
 from pipelines.jobs import runner
 from pipelines.jobs.checkpoint import CheckpointSpec
@@ -185,6 +185,7 @@ def start_revenue_per_minute(
     value_format: str = "json",
     registry_url: str | None = None,
     avro_plan: AvroReadPlan | None = None,
+    spark_settings: SparkSettings | None = None,
 ) -> RevenueJob:
     """Start the queries of the revenue job (each with its own folder under `checkpoint`):
 
@@ -204,6 +205,8 @@ def start_revenue_per_minute(
     end. Spark closes windows in the batch after the one that advanced the watermark: a running
     (processing-time) query does that on its own, even when input goes quiet, if a heartbeat
     record carries event time forward; an available-now run leaves them open for the next run.
+
+    `spark_settings` (default: the profile defaults) give the source's Kafka consumer properties.
     """
     runner.check_sink(sink, delta_path)
     if mode not in MODES:
@@ -217,7 +220,14 @@ def start_revenue_per_minute(
     plan = avro_plan if value_format == "avro" else None
     job = RevenueJob(spark, trigger, checkpoint=checkpoint, delta_path=delta_path, mode=mode)
 
-    source = KafkaSource(spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger)
+    source = KafkaSource(
+        spark,
+        bootstrap_servers,
+        topic,
+        starting_offsets,
+        max_offsets_per_trigger,
+        consumer=(spark_settings or SparkSettings()).kafka_consumer,
+    )
 
     def parsed() -> DataFrame:
         if plan is not None:

@@ -173,9 +173,11 @@ def start_from_args(
 ) -> T:
     """Call the job's start function with its arguments: every job option is the keyword argument of
     the same name (`--sink-topic` is `sink_topic=`), except the RUN_OPTIONS, and
-    `--max-offsets-per-trigger` falls back to the profile's value."""
+    `--max-offsets-per-trigger` falls back to the profile's value; `spark_settings` is the
+    profile's `spark` section."""
     options = {name: value for name, value in vars(args).items() if name not in RUN_OPTIONS}
     options["max_offsets_per_trigger"] = max_offsets(args, settings)
+    options["spark_settings"] = settings.spark
     return start(spark, **options)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from pipelines.config import Settings
+from pipelines.config import Settings, SparkSettings
 from pipelines.contracts import SALES, SALES_TOPIC
 from pipelines.jobs.checkpoint import CheckpointSpec
 from pipelines.jobs.runner import add_read_options, job_parser, run_job, start_from_args
@@ -61,14 +61,23 @@ def start_sales_to_delta(
     starting_offsets: str = "earliest",
     max_offsets_per_trigger: int | None = None,
     avro_plan: AvroReadPlan | None = None,
+    spark_settings: SparkSettings | None = None,
 ) -> QueryGroup:
     """Start the spine's one query, `delta`: `topic` -> parsed sales -> append to `delta_path`
-    (JSON, or Avro read with `avro_plan` when one is given)."""
+    (JSON, or Avro read with `avro_plan` when one is given); the source's Kafka consumer
+    properties come from `spark_settings` (default: the profile defaults)."""
     parse: Callable[[DataFrame], DataFrame] = (
         partial(parse_avro_events, spec=SALES, plan=avro_plan) if avro_plan is not None else parse_sales
     )
     group = QueryGroup(SALES_TO_DELTA, trigger)
-    source = KafkaSource(spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger)
+    source = KafkaSource(
+        spark,
+        bootstrap_servers,
+        topic,
+        starting_offsets,
+        max_offsets_per_trigger,
+        consumer=(spark_settings or SparkSettings()).kafka_consumer,
+    )
     with group.starting():
         group.add(
             "delta",
@@ -95,6 +104,7 @@ def sales_to_delta(
     max_offsets_per_trigger: int | None = None,
     value_format: str = "json",
     registry_url: str | None = None,
+    spark_settings: SparkSettings | None = None,
 ) -> RunSummary:
     """The spine: `topic` -> parsed sales -> append to the Delta table at `delta_path`.
 
@@ -128,6 +138,7 @@ def sales_to_delta(
             starting_offsets=starting_offsets,
             max_offsets_per_trigger=max_offsets_per_trigger,
             avro_plan=p.plan,
+            spark_settings=spark_settings,
         ),
     ).run()
     read = sum(g.input_rows("delta") for g in groups)

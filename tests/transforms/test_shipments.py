@@ -5,6 +5,7 @@ text), every bad one is no shipment and becomes a dead letter with its reason.""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -13,6 +14,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
 from pipelines.contracts import HEADER_DETAIL, HEADER_REASON, HEADER_SOURCE_TOPIC
+from pipelines.generators.events import generate_events
+from pipelines.spark import INTERPRETED, query_conf
 from pipelines.transforms.dead_letters import to_dead_letters
 from pipelines.transforms.orders import parse_orders
 from pipelines.transforms.parsing import filter_bad_records
@@ -128,6 +131,33 @@ def test_bad_orders_are_no_shipments_and_become_dead_letters_with_reasons(kafka_
         got[bytes(r["key"])] = (None if r["value"] is None else bytes(r["value"]), headers[HEADER_REASON])
         assert headers[HEADER_SOURCE_TOPIC] == "orders" and headers[HEADER_DETAIL]
     assert got == {k: (v, reason) for k, v, reason in BAD}
+
+
+def test_interpreted_projections_route_every_order_as_generated_code_does(
+    spark: SparkSession, kafka_df: DataFrame
+) -> None:
+    # The job's micro-batches evaluate the parser interpreted (pipelines.spark.INTERPRETED); the
+    # exact rows of the tests above are checked with Spark's generated code.
+    events = generate_events("orders", 300, seed=11, malformed_fraction=0.1)
+    generated = [(e.key, e.value, TRACE) for e in events]
+    records = kafka_df.unionByName(kafka_batch(spark, "orders", generated))
+
+    def routed() -> DataFrame:
+        parsed = records.transform(parse_orders_with_headers)
+        return route_orders(parsed, shipment_json(), sink_topic="shipments", dlq_topic="orders.dlq")
+
+    before = {key: spark.conf.get(key) for key in INTERPRETED}
+    with query_conf(spark, INTERPRETED):
+        interpreted = routed()
+        plan = interpreted._jdf.queryExecution().executedPlan().toString()
+        rows = interpreted.collect()
+    assert {key: spark.conf.get(key) for key in INTERPRETED} == before
+    compiled = routed()
+    whole_stage = re.compile(r"\*\(\d+\) ")  # `*(1) Project` in a plan: whole-stage generated code
+    assert whole_stage.search(compiled._jdf.queryExecution().executedPlan().toString())
+    assert not whole_stage.search(plan)
+    assert len(rows) == len(GOOD) + len(BAD) + 300
+    assert_df_equality(spark.createDataFrame(rows, compiled.schema), compiled, ignore_row_order=True)
 
 
 def test_orders_without_their_headers_column_are_refused(spark: SparkSession, kafka_df: DataFrame) -> None:

@@ -132,7 +132,8 @@ class TransactionalBatchWriter:
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         wanted = ("key", "value", "headers", "partition", "topic", SLOT_COLUMN)
-        columns = [c for c in wanted if c in batch_df.columns]
+        have = batch_df.columns
+        columns = [c for c in wanted if c in have]
         # Spark replays a batch only as the first of a run (the last one logged and not committed
         # when the previous run ended), so only then can all of it have been written before. The
         # tasks check their own slot's marker on every batch all the same (a retried task).
@@ -147,11 +148,13 @@ class TransactionalBatchWriter:
                 self.topic,
             )
             return
+        # Every extra DataFrame step is analysed again over the batch's whole plan: rows that have
+        # only wanted columns (the orders -> shipments job's) go to the writer as they are (it reads
+        # the Arrow columns by name).
+        rows = batch_df if set(columns) == set(have) else batch_df.select(*columns)
         writes = [
             PartitionWrite(**row.asDict())
-            for row in batch_df.select(*columns)
-            .mapInArrow(partition_writer(self.transactions, batch_id), RESULT_SCHEMA)
-            .collect()
+            for row in rows.mapInArrow(partition_writer(self.transactions, batch_id), RESULT_SCHEMA).collect()
         ]
         # Tasks without rows opened nothing and report their task index: they take no slot.
         slots = Counter(w.partition for w in writes if w.rows or w.skipped)

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.jobs import customer_order_counts, orders_to_shipments, revenue_per_minute, sales_to_delta
+from pipelines.config import load_settings
+from pipelines.jobs import (
+    customer_order_counts,
+    orders_to_shipments,
+    revenue_per_minute,
+    runner,
+    sales_to_delta,
+)
 from pipelines.jobs.runner import RUN_OPTIONS
 
 BASE = ["--bootstrap-servers", "127.0.0.1:9092", "--checkpoint", "ck"]
@@ -172,7 +179,9 @@ def test_every_option_reaches_the_start_function(job: str) -> None:
     fail the job, and a parameter without an option would be unreachable from the command line."""
     parse, extra = ALL_JOBS[job]
     options = set(vars(parse([*BASE, *extra]))) - RUN_OPTIONS
-    parameters = set(inspect.signature(START[job]).parameters) - {"spark"}
+    # `spark_settings` is the profile's `spark` section, which `start_from_args` passes to every job.
+    parameters = set(inspect.signature(START[job]).parameters) - {"spark", "spark_settings"}
+    assert "spark_settings" in inspect.signature(START[job]).parameters
     assert options <= parameters
     # Parameters only the Python API offers (make run shares orders.dlq between two jobs; an Avro
     # job's read plan is renewed by its main when a schema is registered while it runs).
@@ -201,3 +210,16 @@ def test_a_bad_format_in_the_environment_is_one_line_before_anything_starts(
     assert capsys.readouterr().err.strip().splitlines() == [
         f"{job}: $PIPELINES_FORMAT must be json or avro, not 'xml'"
     ]
+
+
+def test_start_from_args_gives_the_start_function_the_profiles_spark_section(tmp_path: Path) -> None:
+    profile = tmp_path / "mine.yaml"
+    profile.write_text(
+        "spark:\n  kafka_consumer: {fetch.max.wait.ms: 25}\n  interpreted_projections: false\n"
+    )
+    settings = load_settings(profile)
+    args = orders_to_shipments.parse_args([*BASE])
+    got = runner.start_from_args(lambda spark, **options: options, None, args, settings)  # type: ignore[arg-type]
+    assert got["spark_settings"].kafka_consumer == {"fetch.max.wait.ms": 25}
+    assert got["spark_settings"].interpreted_projections is False
+    assert got["max_offsets_per_trigger"] == settings.spark.max_offsets_per_trigger

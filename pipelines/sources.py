@@ -59,8 +59,9 @@ class KafkaSource:
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int | None = None
     extra_options: dict[str, str] | None = None
-    consumer: Mapping[str, str | int | bool] | None = None
-    """Kafka consumer properties (`SparkSettings.kafka_consumer`); None: the profile default."""
+    settings: SparkSettings | None = None
+    """The profile's `spark` section, for the source's Kafka consumer properties
+    (`SparkSettings.kafka_consumer`); None: the profile defaults."""
 
     def read(self) -> DataFrame:
         """A new streaming DataFrame of the topic (`read_kafka_stream`)."""
@@ -71,5 +72,5 @@ class KafkaSource:
             starting_offsets=self.starting_offsets,
             max_offsets_per_trigger=self.max_offsets_per_trigger,
             extra_options=self.extra_options,
-            consumer=self.consumer,
+            consumer=self.settings.kafka_consumer if self.settings is not None else None,
         )

@@ -94,7 +94,7 @@ def start_customer_order_counts(
         source_topic,
         starting_offsets,
         max_offsets_per_trigger,
-        consumer=(spark_settings or SparkSettings()).kafka_consumer,
+        settings=spark_settings,
     )
 
     def parsed() -> DataFrame:

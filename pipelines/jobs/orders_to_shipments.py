@@ -191,7 +191,7 @@ def start_orders_to_shipments(
         starting_offsets,
         None if group.real_time else max_offsets_per_trigger,
         extra_options={"includeHeaders": "true"},  # a shipment carries its order's headers
-        consumer=settings.kafka_consumer,
+        settings=settings,
     )
 
     if value_format == "avro":

@@ -221,12 +221,7 @@ def start_revenue_per_minute(
     job = RevenueJob(spark, trigger, checkpoint=checkpoint, delta_path=delta_path, mode=mode)
 
     source = KafkaSource(
-        spark,
-        bootstrap_servers,
-        topic,
-        starting_offsets,
-        max_offsets_per_trigger,
-        consumer=(spark_settings or SparkSettings()).kafka_consumer,
+        spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger, settings=spark_settings
     )
 
     def parsed() -> DataFrame:

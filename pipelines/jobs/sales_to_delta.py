@@ -71,12 +71,7 @@ def start_sales_to_delta(
     )
     group = QueryGroup(SALES_TO_DELTA, trigger)
     source = KafkaSource(
-        spark,
-        bootstrap_servers,
-        topic,
-        starting_offsets,
-        max_offsets_per_trigger,
-        consumer=(spark_settings or SparkSettings()).kafka_consumer,
+        spark, bootstrap_servers, topic, starting_offsets, max_offsets_per_trigger, settings=spark_settings
     )
     with group.starting():
         group.add(
